@@ -1,0 +1,109 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Watched holds the last good value parsed from a file and re-reads the
+// file when its content changes. It polls rather than relying on inotify:
+// Kubernetes updates a mounted Secret by swapping a `..data` symlink, which
+// file watches on the visible path do not see reliably, while reading the
+// path again always follows the links to the current content. A poll of a
+// small file once a second costs nothing measurable.
+//
+// A file that can no longer be read, or whose new content does not parse,
+// leaves the last good value in force. Get is safe to call concurrently
+// with Reload and Run, and never blocks.
+type Watched[T any] struct {
+	path  string
+	parse func([]byte) (T, error)
+	cur   atomic.Pointer[T]
+
+	mu          sync.Mutex // serialises Reload
+	last        []byte     // content of the value in force
+	bad         []byte     // content that failed to parse, reported once
+	readFailing bool       // the file could not be read, reported once
+}
+
+// NewWatched reads and parses path once. An error here means the file is
+// unusable at start, which should stop the process.
+func NewWatched[T any](path string, parse func([]byte) (T, error)) (*Watched[T], error) {
+	w := &Watched[T]{path: path, parse: parse}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	v, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	w.cur.Store(&v)
+	w.last = data
+	return w, nil
+}
+
+// Path returns the watched file's path.
+func (w *Watched[T]) Path() string { return w.path }
+
+// Get returns the last good value.
+func (w *Watched[T]) Get() T { return *w.cur.Load() }
+
+// Reload reads the file again. It reports whether a new value took effect,
+// and an error when the file is unreadable or does not parse; then the last
+// good value stays. An unchanged file, or the same bad content seen again,
+// returns (false, nil).
+func (w *Watched[T]) Reload() (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	data, err := os.ReadFile(w.path)
+	if err != nil {
+		if w.readFailing {
+			return false, nil
+		}
+		w.readFailing, w.bad = true, nil
+		return false, fmt.Errorf("reading %s: %w", w.path, err)
+	}
+	w.readFailing = false
+	if bytes.Equal(data, w.last) {
+		w.bad = nil
+		return false, nil
+	}
+	if w.bad != nil && bytes.Equal(data, w.bad) {
+		return false, nil
+	}
+	v, err := w.parse(data)
+	if err != nil {
+		w.bad = append([]byte{}, data...)
+		return false, fmt.Errorf("parsing %s: %w", w.path, err)
+	}
+	w.cur.Store(&v)
+	w.last, w.bad = data, nil
+	return true, nil
+}
+
+// Run calls Reload every interval until ctx is done, and reports each
+// outcome that changed something (a new value, or a new failure) to report.
+func (w *Watched[T]) Run(ctx context.Context, interval time.Duration, report func(changed bool, err error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			changed, err := w.Reload()
+			if changed || err != nil {
+				report(changed, err)
+			}
+		}
+	}
+}
+
+// ReloadInterval is how often watched files are polled.
+const ReloadInterval = time.Second

@@ -1,0 +1,196 @@
+// Command gateway is bluetape-gateway: it answers internal callers'
+// GET /customers/{id}/signup from BlueTape, holding BlueTape's credentials
+// so that no caller has to. See README.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/bluetape/bluetape-gateway/config"
+	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy"
+	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/sandbox"
+	"github.com/bluetape/bluetape-gateway/proxy/serve"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, the default handling comes back: a
+		// second signal ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bluetape-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	flags := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	configFile := flags.String("config", "", "YAML configuration file (also GATEWAY_CONFIG); environment variables win over it")
+	sandbox := flags.Bool("sandbox", false, "start a built-in BlueTape sandbox on loopback and use it, with sandbox credentials (local development only)")
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "bluetape-gateway", version)
+		return nil
+	}
+	return start(ctx, startOptions{
+		configFile: *configFile,
+		sandbox:    *sandbox,
+		getenv:     getenv,
+		stdout:     stdout,
+	})
+}
+
+type startOptions struct {
+	configFile string
+	sandbox    bool
+	getenv     func(string) string
+	stdout     io.Writer
+}
+
+// start builds the gateway from its configuration and serves until ctx is
+// done: config → secrets → metrics → cache and limits → gateway → serve.
+func start(ctx context.Context, o startOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	getenv := o.getenv
+	if o.sandbox {
+		base, err := sandbox.Start(ctx)
+		if err != nil {
+			return err
+		}
+		getenv = sandboxEnv(getenv, base)
+	}
+	cfg, err := config.Load(getenv, o.configFile)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(o.stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if o.sandbox {
+		log.Warn("SANDBOX MODE: answering from a built-in fake BlueTape on loopback; for local development only", "upstream", cfg.BaseURL.String())
+	}
+
+	key, err := config.NewSecretSource(cfg.APIKey, cfg.APIKeyFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w", config.EnvAPIKeyFile, err)
+	}
+	account, err := config.NewSecretSource(cfg.AccountID, cfg.AccountIDFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w", config.EnvAccountIDFile, err)
+	}
+	var registry *config.Watched[*callers.Registry]
+	if cfg.CallersFile != "" {
+		if registry, err = config.NewWatched(cfg.CallersFile, callers.Parse); err != nil {
+			return fmt.Errorf("%s: %w", config.EnvCallersFile, err)
+		}
+	} else {
+		log.Warn("GATEWAY_CALLERS_FILE is not set: the API is open to anyone who can reach it, and callers are told apart by IP address")
+	}
+
+	c := cache.New(cache.Options{TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeCacheTTL,
+		StaleTTL: cfg.StaleTTL, MaxEntries: cfg.CacheMaxEntries})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(reg, version, func() float64 { return float64(c.Len()) })
+	if err != nil {
+		return err
+	}
+	limits := ratelimit.New(ratelimit.Options{})
+	opts := proxy.Options{
+		BaseURL:           cfg.BaseURL,
+		Credentials:       func() (string, string) { return key.Get().Reveal(), account.Get().Reveal() },
+		UpstreamTimeout:   cfg.UpstreamTimeout,
+		UpstreamRateLimit: cfg.UpstreamRateLimit,
+		Cache:             proxy.LocalCache(c),
+		RateLimit:         ratelimit.Policy{Rate: cfg.RateLimit, Burst: cfg.RateBurst},
+		Limits:            proxy.LocalLimiter(limits),
+		TrustedProxies:    cfg.TrustedProxies,
+		MaxInFlight:       cfg.MaxInFlight,
+		Metrics:           m,
+		Logger:            log,
+		Version:           version,
+	}
+	if registry != nil {
+		opts.Callers = registry.Get
+	}
+	gw, err := proxy.New(opts)
+	if err != nil {
+		return err
+	}
+	defer gw.CloseIdleConnections()
+
+	go c.Run(ctx, time.Minute)
+	go limits.Run(ctx, time.Minute)
+	go key.Watch(ctx, reloadReporter(log, m, "api_key", config.EnvAPIKeyFile))
+	go account.Watch(ctx, reloadReporter(log, m, "account_id", config.EnvAccountIDFile))
+	if registry != nil {
+		go registry.Run(ctx, config.ReloadInterval, reloadReporter(log, m, "callers", config.EnvCallersFile))
+	}
+
+	var ready atomic.Bool
+	return serve.Run(ctx, serve.Options{
+		API:             gw.Handler(),
+		Admin:           proxy.Admin(proxy.AdminOptions{Gatherer: reg, Ready: ready.Load, Cache: opts.Cache, Logger: log}),
+		APIAddr:         cfg.ListenAddr,
+		AdminAddr:       cfg.AdminAddr,
+		DrainDelay:      cfg.DrainDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          log,
+		Ready:           &ready,
+	})
+}
+
+// sandboxEnv points the gateway at the sandbox with its credentials,
+// whatever the environment says.
+func sandboxEnv(getenv func(string) string, base string) func(string) string {
+	return func(name string) string {
+		switch name {
+		case config.EnvBaseURL:
+			return base
+		case config.EnvAPIKey:
+			return sandbox.Key
+		case config.EnvAccountID:
+			return sandbox.AccountID
+		case config.EnvAPIKeyFile, config.EnvAccountIDFile:
+			return ""
+		}
+		return getenv(name)
+	}
+}
+
+// reloadReporter logs a secret file's reloads and counts its failures;
+// the last good value stays in force on failure.
+func reloadReporter(log *slog.Logger, m *metrics.Metrics, secret, setting string) func(bool, error) {
+	return func(changed bool, err error) {
+		if err != nil {
+			m.SecretReloadError(secret)
+			log.Error("reloading a secret file failed; keeping the last good value", "setting", setting, "error", err)
+			return
+		}
+		log.Info("secret file reloaded", "setting", setting)
+	}
+}

@@ -1,0 +1,268 @@
+// Package metrics defines the gateway's Prometheus metrics. The names,
+// types and labels of the contract's metrics are fixed: dashboards and
+// alerts rely on them. No label ever takes a value chosen by a caller
+// (customer id, IP address, token or path): codes, outcomes and results come
+// from small fixed sets, and caller names from the operator's registry.
+package metrics
+
+import (
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "bluetape_gateway"
+
+// The full names of the gateway's metric families.
+const (
+	RequestsTotal           = namespace + "_requests_total"
+	RequestDuration         = namespace + "_request_duration_seconds"
+	UpstreamRequestsTotal   = namespace + "_upstream_requests_total"
+	UpstreamRequestDuration = namespace + "_upstream_request_duration_seconds"
+	CacheLookupsTotal       = namespace + "_cache_lookups_total"
+	CacheEntries            = namespace + "_cache_entries"
+	RateLimitedTotal        = namespace + "_rate_limited_total"
+	InFlightRequests        = namespace + "_in_flight_requests"
+	CircuitBreakerState     = namespace + "_circuit_breaker_state"
+	SecretReloadErrorsTotal = namespace + "_secret_reload_errors_total"
+	RedisErrorsTotal        = namespace + "_redis_errors_total"
+	UpstreamRetriesTotal    = namespace + "_upstream_retries_total"
+	BuildInfo               = namespace + "_build_info"
+)
+
+// Names returns the name of every metric family the gateway registers
+// itself, not counting the Go runtime and process collectors.
+func Names() []string {
+	return []string{
+		RequestsTotal, RequestDuration, UpstreamRequestsTotal, UpstreamRequestDuration,
+		CacheLookupsTotal, CacheEntries, RateLimitedTotal, InFlightRequests,
+		CircuitBreakerState, SecretReloadErrorsTotal, RedisErrorsTotal,
+		UpstreamRetriesTotal, BuildInfo,
+	}
+}
+
+// Request durations span a cache hit, answered in tens of microseconds,
+// to an upstream call near GATEWAY_UPSTREAM_TIMEOUT (5s by default), so the
+// buckets start at 50µs and reach 10s, about three per decade: fine enough
+// below a millisecond to see the cache's latency move, and around the
+// upstream's usual 20–500ms to read its p99.
+var requestBuckets = []float64{
+	0.00005, 0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+// Upstream calls cross a network to BlueTape: a few milliseconds at best,
+// seconds when it struggles, and never more than the per-attempt timeout
+// (5s by default; operators may raise it), so the buckets run from 5ms to
+// 30s and carry no sub-millisecond detail.
+var upstreamBuckets = []float64{
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+}
+
+// Cache lookup results, the values of the result label.
+const (
+	CacheHit         = "hit"
+	CacheMiss        = "miss"
+	CacheStale       = "stale"
+	CacheNegativeHit = "negative_hit"
+)
+
+// Metrics holds the gateway's collectors. Its methods are safe for
+// concurrent use.
+type Metrics struct {
+	requests         *prometheus.CounterVec
+	requestDuration  *prometheus.HistogramVec
+	upstream         *prometheus.CounterVec
+	upstreamDuration *prometheus.HistogramVec
+	cacheLookups     *prometheus.CounterVec
+	rateLimited      *prometheus.CounterVec
+	inFlight         prometheus.Gauge
+	breakerState     prometheus.Gauge
+	secretReloadErrs *prometheus.CounterVec
+	redisErrors      prometheus.Counter
+	retries          prometheus.Counter
+
+	// byCode caches the request series of each status code, so the hot
+	// path does not hash a label value per request.
+	byCode [600]atomic.Pointer[codeSeries]
+	mu     sync.Mutex
+
+	hit, miss, stale, negativeHit prometheus.Counter
+}
+
+type codeSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// New creates the gateway's metrics and registers them with reg.
+// cacheEntries, if not nil, is read at each scrape for the cache size.
+func New(reg prometheus.Registerer, version string, cacheEntries func() float64) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "requests_total",
+			Help: "API requests answered, by the HTTP status returned.",
+		}, []string{"code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "request_duration_seconds",
+			Help:    "Time to answer an API request, by the HTTP status returned.",
+			Buckets: requestBuckets,
+		}, []string{"code"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "upstream_requests_total",
+			Help: "Requests sent to BlueTape, by outcome: the upstream status, timeout or error.",
+		}, []string{"outcome"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "upstream_request_duration_seconds",
+			Help:    "Time of one request to BlueTape, by outcome.",
+			Buckets: upstreamBuckets,
+		}, []string{"outcome"}),
+		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "cache_lookups_total",
+			Help: "Cache lookups by result: hit, miss, stale or negative_hit.",
+		}, []string{"result"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "rate_limited_total",
+			Help: "Requests refused with 429, by caller name (anonymous without a callers file).",
+		}, []string{"caller"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "in_flight_requests",
+			Help: "API requests being served now.",
+		}),
+		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "circuit_breaker_state",
+			Help: "State of the upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
+		}),
+		secretReloadErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "secret_reload_errors_total",
+			Help: "Reloads of a secret file that failed; the last good value stays in force.",
+		}, []string{"secret"}),
+		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "redis_errors_total",
+			Help: "Redis operations that failed or timed out; the replica fell back to its own state.",
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "upstream_retries_total",
+			Help: "Upstream requests that were retries of a failed attempt.",
+		}),
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the labels tell the running version.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	build.Set(1)
+	if cacheEntries == nil {
+		cacheEntries = func() float64 { return 0 }
+	}
+	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "cache_entries",
+		Help: "Customer ids held in the cache, positive and negative.",
+	}, cacheEntries)
+
+	for _, c := range []prometheus.Collector{
+		m.requests, m.requestDuration, m.upstream, m.upstreamDuration,
+		m.cacheLookups, entries, m.rateLimited, m.inFlight, m.breakerState,
+		m.secretReloadErrs, m.redisErrors, m.retries, build,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	m.hit = m.cacheLookups.WithLabelValues(CacheHit)
+	m.miss = m.cacheLookups.WithLabelValues(CacheMiss)
+	m.stale = m.cacheLookups.WithLabelValues(CacheStale)
+	m.negativeHit = m.cacheLookups.WithLabelValues(CacheNegativeHit)
+	return m, nil
+}
+
+func (m *Metrics) series(code int) *codeSeries {
+	if code < 100 || code >= len(m.byCode) {
+		code = 500
+	}
+	if s := m.byCode[code].Load(); s != nil {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.byCode[code].Load(); s != nil {
+		return s
+	}
+	label := strconv.Itoa(code)
+	s := &codeSeries{
+		count:    m.requests.WithLabelValues(label),
+		duration: m.requestDuration.WithLabelValues(label),
+	}
+	m.byCode[code].Store(s)
+	return s
+}
+
+// Request records one answered API request.
+func (m *Metrics) Request(code int, d time.Duration) {
+	s := m.series(code)
+	s.count.Inc()
+	s.duration.Observe(d.Seconds())
+}
+
+// RequestWithExemplar records one answered API request and attaches the
+// request id as an exemplar, linking the duration bucket to its log line.
+// It allocates, so the gateway uses it only off the cache-hit path.
+func (m *Metrics) RequestWithExemplar(code int, d time.Duration, requestID string) {
+	s := m.series(code)
+	s.count.Inc()
+	if eo, ok := s.duration.(prometheus.ExemplarObserver); ok && requestID != "" {
+		eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"request_id": requestID})
+		return
+	}
+	s.duration.Observe(d.Seconds())
+}
+
+// Upstream records one request sent to BlueTape. outcome is the upstream
+// status code, "timeout" or "error".
+func (m *Metrics) Upstream(outcome string, d time.Duration, requestID string) {
+	m.upstream.WithLabelValues(outcome).Inc()
+	o := m.upstreamDuration.WithLabelValues(outcome)
+	if eo, ok := o.(prometheus.ExemplarObserver); ok && requestID != "" {
+		eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"request_id": requestID})
+		return
+	}
+	o.Observe(d.Seconds())
+}
+
+// CacheLookup counts one cache lookup; result is one of the Cache* values.
+func (m *Metrics) CacheLookup(result string) {
+	switch result {
+	case CacheHit:
+		m.hit.Inc()
+	case CacheMiss:
+		m.miss.Inc()
+	case CacheStale:
+		m.stale.Inc()
+	case CacheNegativeHit:
+		m.negativeHit.Inc()
+	}
+}
+
+// RateLimited counts one request refused with 429 for caller.
+func (m *Metrics) RateLimited(caller string) { m.rateLimited.WithLabelValues(caller).Inc() }
+
+// InFlight returns the gauge of requests being served.
+func (m *Metrics) InFlight() prometheus.Gauge { return m.inFlight }
+
+// BreakerState sets the circuit breaker state: 0 closed, 1 half-open, 2 open.
+func (m *Metrics) BreakerState(state int) { m.breakerState.Set(float64(state)) }
+
+// SecretReloadError counts a failed reload of the named secret file
+// (api_key, account_id or callers).
+func (m *Metrics) SecretReloadError(secret string) { m.secretReloadErrs.WithLabelValues(secret).Inc() }
+
+// RedisError counts a failed Redis operation.
+func (m *Metrics) RedisError() { m.redisErrors.Inc() }
+
+// Retry counts an upstream retry.
+func (m *Metrics) Retry() { m.retries.Inc() }

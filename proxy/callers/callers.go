@@ -1,0 +1,137 @@
+// Package callers reads the registry of callers allowed to use the
+// gateway and authenticates bearer tokens against it. Only the SHA-256 of
+// each token is stored, and tokens are compared in constant time.
+package callers
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Caller is one registered caller.
+type Caller struct {
+	// Name identifies the caller in rate limits, logs and metric labels.
+	Name string
+	// Rate and Burst override the gateway's default rate limit when set.
+	Rate  *float64
+	Burst *int
+
+	hash [sha256.Size]byte
+}
+
+// Registry is a parsed callers file. It is immutable, so it is safe for
+// concurrent use; a reload builds a new one.
+type Registry struct {
+	callers []Caller
+}
+
+type fileFormat struct {
+	Callers []struct {
+		Name        string   `yaml:"name"`
+		TokenSHA256 string   `yaml:"token_sha256"`
+		Rate        *float64 `yaml:"rate"`
+		Burst       *int     `yaml:"burst"`
+	} `yaml:"callers"`
+}
+
+// A name becomes a metric label value and a log field, so it is kept to
+// a short, plain set of characters.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Parse reads a callers file. Unknown keys, duplicate names or hashes, and
+// malformed hashes are errors naming the entry.
+func Parse(data []byte) (*Registry, error) {
+	var f fileFormat
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("parsing callers file: %w", err)
+	}
+	if len(f.Callers) == 0 {
+		return nil, errors.New("callers file lists no callers")
+	}
+	r := &Registry{}
+	names := map[string]bool{}
+	hashes := map[[sha256.Size]byte]bool{}
+	for i, c := range f.Callers {
+		where := fmt.Sprintf("callers[%d]", i)
+		if !validName.MatchString(c.Name) {
+			return nil, fmt.Errorf("%s: name %q must be 1-63 characters of A-Z a-z 0-9 . _ -", where, c.Name)
+		}
+		where = fmt.Sprintf("caller %q", c.Name)
+		if names[c.Name] {
+			return nil, fmt.Errorf("%s: listed twice", where)
+		}
+		names[c.Name] = true
+		raw, err := hex.DecodeString(strings.TrimSpace(c.TokenSHA256))
+		if err != nil || len(raw) != sha256.Size {
+			return nil, fmt.Errorf("%s: token_sha256 must be 64 hex digits", where)
+		}
+		var h [sha256.Size]byte
+		copy(h[:], raw)
+		if hashes[h] {
+			return nil, fmt.Errorf("%s: token_sha256 is shared with another caller", where)
+		}
+		hashes[h] = true
+		if c.Rate != nil && *c.Rate < 0 {
+			return nil, fmt.Errorf("%s: rate must not be negative", where)
+		}
+		if c.Burst != nil && *c.Burst < 1 {
+			return nil, fmt.Errorf("%s: burst must be at least 1", where)
+		}
+		r.callers = append(r.callers, Caller{Name: c.Name, Rate: c.Rate, Burst: c.Burst, hash: h})
+	}
+	return r, nil
+}
+
+// Len returns the number of callers.
+func (r *Registry) Len() int { return len(r.callers) }
+
+// Authenticate returns the caller whose token is token. It compares the
+// token's hash with every entry in constant time and without stopping at
+// a match, so timing tells nothing about which entry, if any, matched.
+func (r *Registry) Authenticate(token string) (*Caller, bool) {
+	sum := sha256.Sum256([]byte(token))
+	found := -1
+	for i := range r.callers {
+		if subtle.ConstantTimeCompare(sum[:], r.callers[i].hash[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return nil, false
+	}
+	return &r.callers[found], true
+}
+
+// BearerToken extracts the token of an "Authorization: Bearer <token>"
+// header value. It reports false for anything else, including an empty or
+// oversized token or one with characters outside RFC 6750's token68.
+func BearerToken(header string) (string, bool) {
+	const prefix = "bearer "
+	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return "", false
+	}
+	tok := strings.TrimSpace(header[len(prefix):])
+	if tok == "" || len(tok) > 4096 {
+		return "", false
+	}
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '.', c == '_', c == '~', c == '+', c == '/', c == '=':
+		default:
+			return "", false
+		}
+	}
+	return tok, true
+}

@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// apiError is an answer the gateway gives instead of a signup URL. reason
+// is the public sentence of the error body; cause, if any, is logged and
+// never shown to the caller.
+type apiError struct {
+	status     int
+	reason     string
+	retryAfter time.Duration // sets Retry-After when positive
+	cause      error
+}
+
+func (e *apiError) Error() string {
+	if e.cause != nil {
+		return e.reason + ": " + e.cause.Error()
+	}
+	return e.reason
+}
+
+func (e *apiError) Unwrap() error { return e.cause }
+
+// statusClientClosed is logged (never sent) when the caller went away
+// before its answer was ready, as nginx does.
+const statusClientClosed = 499
+
+var (
+	errInvalidID = &apiError{status: http.StatusBadRequest,
+		reason: "The customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -, and not . or .."}
+	errNotFound     = &apiError{status: http.StatusNotFound, reason: "Customer not found."}
+	errUnauthorized = &apiError{status: http.StatusUnauthorized,
+		reason: "A valid bearer token is required."}
+	errAtCapacity = &apiError{status: http.StatusServiceUnavailable,
+		reason: "The gateway is at capacity; retry shortly.", retryAfter: time.Second}
+)
+
+// notFoundBody is BlueTape's own 404 body, which the contract passes on.
+var notFoundBody = []byte(`{"code":"404","reason":"Customer not found."}`)
+
+// errorStatus maps any error from the request pipeline to the status it
+// answers. It is the one place that decides this.
+func errorStatus(err error) (int, *apiError) {
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+		return ae.status, ae
+	case errors.Is(err, context.Canceled):
+		return statusClientClosed, &apiError{status: statusClientClosed, reason: "The client closed the request.", cause: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, &apiError{status: http.StatusGatewayTimeout, reason: "The upstream did not answer in time.", cause: err}
+	case errors.As(err, &he):
+		return he.Code, &apiError{status: he.Code, reason: routeReason(he.Code), cause: he.Internal}
+	default:
+		return http.StatusInternalServerError, &apiError{status: http.StatusInternalServerError,
+			reason: "The gateway failed unexpectedly.", cause: err}
+	}
+}
+
+func routeReason(code int) string {
+	switch code {
+	case http.StatusNotFound:
+		return "No such route; the gateway serves GET /customers/{id}/signup."
+	case http.StatusMethodNotAllowed:
+		return "Method not allowed; use GET."
+	default:
+		if t := http.StatusText(code); t != "" {
+			return t + "."
+		}
+		return "Request failed."
+	}
+}
+
+// writeError writes the contract's error body for err and returns the
+// status written.
+func writeError(c echo.Context, err error) int {
+	status, ae := errorStatus(err)
+	if c.Response().Committed || status == statusClientClosed {
+		return status
+	}
+	h := c.Response().Header()
+	if ae.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(ae.retryAfter)))
+	}
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="bluetape-gateway"`)
+	}
+	if status == http.StatusNotFound && ae == errNotFound {
+		_ = c.JSONBlob(status, notFoundBody)
+		return status
+	}
+	_ = c.JSONBlob(status, errorBody(status, ae.reason))
+	return status
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least 1.
+func retryAfterSeconds(d time.Duration) int {
+	s := int(math.Ceil(d.Seconds()))
+	if s < 1 {
+		return 1
+	}
+	return s
+}
+
+// errorBody encodes {"code": "<status>", "reason": "<reason>"}.
+func errorBody(status int, reason string) []byte {
+	b := make([]byte, 0, 32+len(reason))
+	b = append(b, `{"code":"`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `","reason":`...)
+	b = appendJSONString(b, reason)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. Control characters and the
+// characters HTML treats specially are escaped, as encoding/json does.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,219 @@
+// Package proxy is the gateway itself: the API that answers
+// GET /customers/{id}/signup from cache or from BlueTape, and the admin
+// endpoints beside it.
+package proxy
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+)
+
+// Options configures a Gateway. Fields without a stated default are
+// required.
+type Options struct {
+	// BaseURL is BlueTape's base URL, without a trailing slash.
+	BaseURL *url.URL
+	// Credentials supplies the headers injected into every upstream request.
+	Credentials Credentials
+	// UpstreamTimeout bounds one upstream attempt.
+	UpstreamTimeout time.Duration
+	// UpstreamRateLimit caps requests per second sent upstream; zero
+	// means no cap. Quota holds its bucket (by default one in process).
+	UpstreamRateLimit float64
+	Quota             Limiter
+	// Locker, if not nil, elects one replica to call the upstream for a
+	// cold id; the others wait for its answer in Cache.
+	Locker Locker
+
+	// Cache holds answers by id.
+	Cache AnswerCache
+
+	// RateLimit is the default per-caller policy; Limits holds the buckets.
+	RateLimit ratelimit.Policy
+	Limits    Limiter
+	// Callers, if not nil, returns the current caller registry; every
+	// request must then carry a bearer token of a registered caller. If
+	// nil, the API is open and a caller is its client IP.
+	Callers func() *callers.Registry
+	// TrustedProxies are the networks whose X-Forwarded-For is believed.
+	TrustedProxies []*net.IPNet
+	// MaxInFlight caps concurrent API requests; by default 4096.
+	MaxInFlight int
+
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Version is sent upstream in the User-Agent.
+	Version string
+}
+
+// Gateway serves the API. Create it with New.
+type Gateway struct {
+	base        *url.URL
+	credentials Credentials
+	timeout     time.Duration
+	client      *http.Client
+	quota       Limiter
+	quotaPolicy ratelimit.Policy
+	locker      Locker
+	breaker     *gobreaker.CircuitBreaker[upstreamAnswer]
+	retries     *retryBudget
+	flight      singleflight.Group
+	userAgent   string
+
+	cache     AnswerCache
+	policy    ratelimit.Policy
+	limits    Limiter
+	callers   func() *callers.Registry
+	maxFlight int64
+	inFlight  atomic.Int64
+
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	access  *accessLog
+	echo    *echo.Echo
+}
+
+// New builds a gateway from o.
+func New(o Options) (*Gateway, error) {
+	switch {
+	case o.BaseURL == nil:
+		return nil, errors.New("proxy: BaseURL is required")
+	case o.Credentials == nil:
+		return nil, errors.New("proxy: Credentials is required")
+	case o.Cache == nil || o.Limits == nil:
+		return nil, errors.New("proxy: Cache and Limits are required")
+	case o.Metrics == nil || o.Logger == nil:
+		return nil, errors.New("proxy: Metrics and Logger are required")
+	case o.UpstreamTimeout <= 0:
+		return nil, errors.New("proxy: UpstreamTimeout must be positive")
+	}
+	if o.Quota == nil {
+		o.Quota = LocalLimiter(ratelimit.New(ratelimit.Options{MaxKeys: 1}))
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 4096
+	}
+	g := &Gateway{
+		base:        o.BaseURL,
+		credentials: o.Credentials,
+		timeout:     o.UpstreamTimeout,
+		client:      newUpstreamClient(o.UpstreamTimeout),
+		quota:       o.Quota,
+		quotaPolicy: quotaPolicy(o.UpstreamRateLimit),
+		locker:      o.Locker,
+		retries:     newRetryBudget(),
+		userAgent:   "bluetape-gateway/" + o.Version,
+		cache:       o.Cache,
+		policy:      o.RateLimit,
+		limits:      o.Limits,
+		callers:     o.Callers,
+		maxFlight:   int64(o.MaxInFlight),
+		metrics:     o.Metrics,
+		log:         o.Logger,
+		access:      newAccessLog(o.Logger),
+	}
+	g.breaker = newBreaker(func(s gobreaker.State) {
+		g.metrics.BreakerState(breakerStateValue(s))
+		g.log.Warn("upstream circuit breaker changed state", "state", s.String())
+	})
+	g.echo = g.newEcho(o.TrustedProxies)
+	return g, nil
+}
+
+// Handler returns the API's HTTP handler.
+func (g *Gateway) Handler() http.Handler { return g.echo }
+
+// CloseIdleConnections closes the upstream connections kept alive.
+func (g *Gateway) CloseIdleConnections() { g.client.CloseIdleConnections() }
+
+// signupRoute is the API's one route.
+const signupRoute = "/customers/:id/signup"
+
+func (g *Gateway) newEcho(trusted []*net.IPNet) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = ipExtractor(trusted)
+	e.HTTPErrorHandler = func(err error, c echo.Context) { writeError(c, err) }
+
+	// A caller's X-Request-Id is kept only when it is sane; otherwise
+	// Echo's RequestID middleware makes a new one.
+	e.Pre(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Request().Header
+			if v := h.Get(echo.HeaderXRequestID); v != "" && !saneRequestID(v) {
+				h.Del(echo.HeaderXRequestID)
+			}
+			return next(c)
+		}
+	})
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll:   true,
+		DisablePrintStack: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			g.log.Error("panic serving request", "error", err, "stack", string(stack))
+			return err
+		},
+	}))
+	// Requests that match no route (404, 405) are observed here; the
+	// signup route observes itself, with what it knows of the request.
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if c.Path() == signupRoute {
+				return next(c)
+			}
+			st := requestState{start: time.Now(), caller: "-"}
+			return g.finish(c, &st, next(c))
+		}
+	})
+	e.GET(signupRoute, g.serveSignup)
+	return e
+}
+
+// ipExtractor believes X-Forwarded-For only from the trusted networks:
+// none of Echo's default trust of loopback, link-local and private ranges.
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// saneRequestID accepts 1 to 128 characters that are safe in a log line
+// and a header.
+func saneRequestID(v string) bool {
+	if len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '_', c == '.', c == ':', c == '/', c == '+', c == '=':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// InFlight returns the number of API requests being served.
+func (g *Gateway) InFlight() int64 { return g.inFlight.Load() }

@@ -190,7 +190,7 @@ func parse(values map[string]string) (*Config, error) {
 
 	p.addr(EnvListenAddr, &c.ListenAddr)
 	p.addr(EnvAdminAddr, &c.AdminAddr)
-	if c.ListenAddr == c.AdminAddr {
+	if c.ListenAddr == c.AdminAddr && !strings.HasSuffix(c.ListenAddr, ":0") {
 		p.fail(EnvAdminAddr, "must differ from %s", EnvListenAddr)
 	}
 	p.baseURL(&c)

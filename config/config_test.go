@@ -1,0 +1,202 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testKey = "k-3b9f1d2e8c7a6b5d4e3f2a1b0c9d8e7f"
+
+// env returns a getenv over m, with the two credentials set unless m
+// sets them (an empty value unsets).
+func env(m map[string]string) func(string) string {
+	full := map[string]string{EnvAPIKey: testKey, EnvAccountID: "acct-1"}
+	for k, v := range m {
+		full[k] = v
+	}
+	return func(k string) string { return full[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(env(nil), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	if c.ListenAddr != ":8080" || c.AdminAddr != ":9090" ||
+		c.BaseURL.String() != "https://api.bluetape.com/genericBthubService" ||
+		c.UpstreamTimeout != 5*time.Second || c.CacheTTL != 15*time.Minute ||
+		c.NegativeCacheTTL != 30*time.Second || c.StaleTTL != 24*time.Hour ||
+		c.CacheMaxEntries != 100000 || c.RateLimit != 50 || c.RateBurst != 100 ||
+		c.UpstreamRateLimit != 0 || c.CallersFile != "" || c.TrustedProxies != nil ||
+		c.RedisURL != "" || c.LogLevel != slog.LevelInfo || c.DrainDelay != 0 ||
+		c.ShutdownTimeout != 20*time.Second || c.MaxInFlight != want.MaxInFlight {
+		t.Errorf("defaults differ from the contract: %+v", c)
+	}
+	if c.APIKey.Reveal() != testKey || c.AccountID.Reveal() != "acct-1" {
+		t.Error("credentials not taken from the environment")
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		EnvListenAddr: "127.0.0.1:8081", EnvAdminAddr: ":9091",
+		EnvBaseURL:         "http://bluetape.internal:8000/base/",
+		EnvUpstreamTimeout: "250ms", EnvCacheTTL: "1h", EnvNegativeCacheTTL: "0",
+		EnvStaleTTL: "0s", EnvCacheMaxEntries: "10", EnvRateLimit: "2.5", EnvRateBurst: "3",
+		EnvUpstreamRateLimit: "100", EnvCallersFile: "/etc/callers.yaml",
+		EnvTrustedProxies: "10.0.0.0/8,::1", EnvRedisURL: "rediss://:pw@redis:6380/0",
+		EnvLogLevel: "WARN", EnvDrainDelay: "10s", EnvShutdownTimeout: "3s", EnvMaxInFlight: "7",
+	}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ListenAddr != "127.0.0.1:8081" || c.AdminAddr != ":9091" ||
+		c.BaseURL.String() != "http://bluetape.internal:8000/base" ||
+		c.UpstreamTimeout != 250*time.Millisecond || c.CacheTTL != time.Hour ||
+		c.NegativeCacheTTL != 0 || c.StaleTTL != 0 || c.CacheMaxEntries != 10 ||
+		c.RateLimit != 2.5 || c.RateBurst != 3 || c.UpstreamRateLimit != 100 ||
+		c.CallersFile != "/etc/callers.yaml" || len(c.TrustedProxies) != 2 ||
+		c.TrustedProxies[1].String() != "::1/128" || c.RedisURL.Reveal() != "rediss://:pw@redis:6380/0" ||
+		c.LogLevel != slog.LevelWarn || c.DrainDelay != 10*time.Second ||
+		c.ShutdownTimeout != 3*time.Second || c.MaxInFlight != 7 {
+		t.Errorf("environment not applied: %+v", c)
+	}
+}
+
+func TestFileThenEnvironment(t *testing.T) {
+	c, err := Load(func(k string) string {
+		if k == EnvRateLimit {
+			return "99"
+		}
+		return ""
+	}, "testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CacheTTL != 10*time.Minute || c.RateLimit != 99 || c.APIKey.Reveal() != "from-file-key" || len(c.TrustedProxies) != 2 {
+		t.Errorf("file then environment: %+v", c)
+	}
+	// GATEWAY_CONFIG names the file when no flag does.
+	c, err = Load(func(k string) string {
+		if k == EnvConfig {
+			return "testdata/good.yaml"
+		}
+		return ""
+	}, "")
+	if err != nil || c.CacheTTL != 10*time.Minute {
+		t.Errorf("GATEWAY_CONFIG: %v, %+v", err, c)
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		EnvAPIKey: "", EnvAPIKeyFile: "testdata/api-key",
+		EnvAccountID: "", EnvAccountIDFile: "testdata/account-id",
+	}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIKey.Reveal() != "the-key-from-a-file" || c.AccountID.Reveal() != "acct-from-file" {
+		t.Errorf("secret files read as %q, %q", c.APIKey.Reveal(), c.AccountID.Reveal())
+	}
+	if c.APIKeyFile != "testdata/api-key" {
+		t.Errorf("APIKeyFile = %q", c.APIKeyFile)
+	}
+}
+
+// TestBadConfig pins the error of each bad setting: one line, naming the
+// setting, never holding a secret.
+func TestBadConfig(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		file string
+		want string
+	}{
+		{env: map[string]string{EnvAPIKey: ""}, want: "BLUETAPE_API_KEY: is required (or BLUETAPE_API_KEY_FILE)"},
+		{env: map[string]string{EnvAccountID: ""}, want: "BLUETAPE_ACCOUNT_ID: is required (or BLUETAPE_ACCOUNT_ID_FILE)"},
+		{env: map[string]string{EnvAPIKeyFile: "testdata/api-key"}, want: "BLUETAPE_API_KEY: set only one of BLUETAPE_API_KEY and BLUETAPE_API_KEY_FILE"},
+		{env: map[string]string{EnvAPIKey: "", EnvAPIKeyFile: "testdata/nope"}, want: "BLUETAPE_API_KEY_FILE: reading secret file: open testdata/nope: no such file or directory"},
+		{env: map[string]string{EnvAPIKey: "", EnvAPIKeyFile: "testdata/empty-secret"}, want: "BLUETAPE_API_KEY_FILE: secret file testdata/empty-secret is empty"},
+		{env: map[string]string{EnvAccountID: "", EnvAccountIDFile: "testdata/two-lines"}, want: "BLUETAPE_ACCOUNT_ID_FILE: secret file testdata/two-lines holds more than one line"},
+		{env: map[string]string{EnvCacheTTL: "15"}, want: `GATEWAY_CACHE_TTL: invalid duration "15": want Go syntax such as 250ms, 5s or 15m`},
+		{env: map[string]string{EnvUpstreamTimeout: "0s"}, want: `GATEWAY_UPSTREAM_TIMEOUT: must be positive, got "0s"`},
+		{env: map[string]string{EnvStaleTTL: "-1m"}, want: `GATEWAY_STALE_TTL: must be positive, got "-1m"`},
+		{env: map[string]string{EnvCacheMaxEntries: "lots"}, want: `GATEWAY_CACHE_MAX_ENTRIES: invalid integer "lots"`},
+		{env: map[string]string{EnvCacheMaxEntries: "0"}, want: `GATEWAY_CACHE_MAX_ENTRIES: must be at least 1, got 0`},
+		{env: map[string]string{EnvRateLimit: "-1"}, want: `GATEWAY_RATE_LIMIT: must not be negative, got "-1"`},
+		{env: map[string]string{EnvRateLimit: "NaN"}, want: `GATEWAY_RATE_LIMIT: invalid number "NaN"`},
+		{env: map[string]string{EnvBaseURL: "ftp://x"}, want: `BLUETAPE_BASE_URL: scheme must be http or https, got "ftp"`},
+		{env: map[string]string{EnvBaseURL: "https://user:hunter2@x"}, want: `BLUETAPE_BASE_URL: must not contain user information`},
+		{env: map[string]string{EnvBaseURL: "https://x/a?b=c"}, want: `BLUETAPE_BASE_URL: must not have a query or fragment`},
+		{env: map[string]string{EnvBaseURL: "http://%zz"}, want: `BLUETAPE_BASE_URL: not a valid URL`},
+		{env: map[string]string{EnvBaseURL: "/relative"}, want: `BLUETAPE_BASE_URL: scheme must be http or https, got ""`},
+		{env: map[string]string{EnvListenAddr: "8080"}, want: `GATEWAY_LISTEN_ADDR: invalid address "8080": want host:port or :port`},
+		{env: map[string]string{EnvAdminAddr: ":8080"}, want: `GATEWAY_ADMIN_ADDR: must differ from GATEWAY_LISTEN_ADDR`},
+		{env: map[string]string{EnvTrustedProxies: "10.0.0.0/33"}, want: `GATEWAY_TRUSTED_PROXIES: invalid CIDR "10.0.0.0/33"`},
+		{env: map[string]string{EnvRedisURL: "http://:secretpw@redis"}, want: `GATEWAY_REDIS_URL: scheme must be redis, rediss or unix, got "http"`},
+		{env: map[string]string{EnvLogLevel: "loud"}, want: `GATEWAY_LOG_LEVEL: unknown level "loud": want debug, info, warn or error`},
+		{file: "testdata/unknown-key.yaml", want: `GATEWAY_CONFIG: testdata/unknown-key.yaml: unknown setting "GATEWAY_CACHE_TLL"`},
+		{file: "testdata/not-scalar.yaml", want: `GATEWAY_CONFIG: testdata/not-scalar.yaml: GATEWAY_CACHE_TTL must be a single value`},
+		{file: "testdata/missing.yaml", want: `GATEWAY_CONFIG: reading config file: open testdata/missing.yaml: no such file or directory`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want, func(t *testing.T) {
+			_, err := Load(env(tc.env), tc.file)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			if got := err.Error(); got != tc.want {
+				t.Errorf("got  %q\nwant %q", got, tc.want)
+			}
+			for _, secret := range []string{testKey, "hunter2", "secretpw", "the-key-from-a-file"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q holds a secret", err)
+				}
+			}
+		})
+	}
+}
+
+func TestBrokenYAML(t *testing.T) {
+	_, err := Load(env(nil), "testdata/broken.yaml")
+	if err == nil || !strings.HasPrefix(err.Error(), "GATEWAY_CONFIG: parsing testdata/broken.yaml: ") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEveryProblemIsOneLine(t *testing.T) {
+	_, err := Load(env(map[string]string{EnvCacheTTL: "x", EnvRateBurst: "0", EnvAPIKey: ""}), "")
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines; want 3:\n%v", len(lines), err)
+	}
+}
+
+// TestSecretsRedactThemselves formats, logs and encodes a Config in every
+// usual way and looks for the secret values in the output.
+func TestSecretsRedactThemselves(t *testing.T) {
+	c, err := Load(env(map[string]string{EnvRedisURL: "redis://:redispass@r:6379"}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "%v %+v %#v %s %q\n", c, c, c, c.APIKey, c.AccountID)
+	js, _ := json.Marshal(c)
+	out.Write(js)
+	slog.New(slog.NewJSONHandler(&out, nil)).Info("config", "config", c, "key", c.APIKey)
+	slog.New(slog.NewTextHandler(&out, nil)).Info("config", "key", c.APIKey, "redis", c.RedisURL)
+	for _, secret := range []string{testKey, "acct-1", "redispass"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("output holds %q:\n%s", secret, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "<secret>") {
+		t.Error("no redaction marker in the output")
+	}
+}

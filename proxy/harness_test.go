@@ -1,0 +1,230 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+)
+
+// Test credentials. They are long and distinctive so that a test can look
+// for them anywhere the gateway writes.
+const (
+	testKey     = "test-key-5f0c2b1e9d7a4c38b6e1f2a3d4c5b6a7"
+	testAccount = "test-account-8e7d6c5b4a39"
+)
+
+// upstreamCall is what the fake upstream received.
+type upstreamCall struct {
+	Method, Path, RawPath, Query, Host string
+	Header                             http.Header
+}
+
+// fakeUpstream is a BlueTape stand-in whose answers a test chooses, and
+// which records every request it receives.
+type fakeUpstream struct {
+	*httptest.Server
+	calls atomic.Int64
+
+	mu       sync.Mutex
+	received []upstreamCall
+	handler  http.HandlerFunc
+}
+
+// newFakeUpstream starts a fake upstream under the base path
+// /genericBthubService. By default it answers 200 with a URL derived from
+// the id.
+func newFakeUpstream(t *testing.T) *fakeUpstream {
+	t.Helper()
+	f := &fakeUpstream{}
+	f.handler = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
+	}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.calls.Add(1)
+		f.mu.Lock()
+		f.received = append(f.received, upstreamCall{Method: r.Method, Path: r.URL.Path, RawPath: r.URL.EscapedPath(),
+			Query: r.URL.RawQuery, Host: r.Host, Header: r.Header.Clone()})
+		h := f.handler
+		f.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// lastSegment returns the id of /.../customer/{id}/signup.
+func lastSegment(p string) string {
+	const suffix = "/signup"
+	p = p[:len(p)-len(suffix)]
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}
+
+// setHandler replaces how the fake answers.
+func (f *fakeUpstream) setHandler(h http.HandlerFunc) {
+	f.mu.Lock()
+	f.handler = h
+	f.mu.Unlock()
+}
+
+// answer makes the fake answer every request with status and body.
+func (f *fakeUpstream) answer(status int, body string) {
+	f.setHandler(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	})
+}
+
+func (f *fakeUpstream) requests() []upstreamCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]upstreamCall(nil), f.received...)
+}
+
+func (f *fakeUpstream) baseURL(t *testing.T) *url.URL {
+	u, err := url.Parse(f.URL + "/genericBthubService")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// testClock is a settable clock for cache and rate-limit tests.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// testGateway is a gateway under test, served by an httptest server.
+type testGateway struct {
+	*Gateway
+	URL      string
+	Upstream *fakeUpstream
+	Registry *prometheus.Registry
+	Cache    *cache.Cache
+	Clock    *testClock
+	Logs     *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newTestGateway builds a gateway in front of a new fake upstream. Rate
+// limiting is off unless edit turns it on; edit may change any option
+// before the gateway is built. Cache options come from cacheOpts when
+// given.
+func newTestGateway(t *testing.T, edit func(*Options), cacheOpts ...cache.Options) *testGateway {
+	t.Helper()
+	up := newFakeUpstream(t)
+	clock := newTestClock()
+	co := cache.Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 1000}
+	if len(cacheOpts) > 0 {
+		co = cacheOpts[0]
+	}
+	co.Now = clock.Now
+	c := cache.New(co)
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg, "test", func() float64 { return float64(c.Len()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	o := Options{
+		BaseURL:         up.baseURL(t),
+		Credentials:     func() (string, string) { return testKey, testAccount },
+		UpstreamTimeout: 2 * time.Second,
+		Cache:           LocalCache(c),
+		Limits:          LocalLimiter(ratelimit.New(ratelimit.Options{Now: clock.Now})),
+		Metrics:         m,
+		Logger:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version:         "test",
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	g, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		g.CloseIdleConnections()
+	})
+	return &testGateway{Gateway: g, URL: srv.URL, Upstream: up, Registry: reg, Cache: c, Clock: clock, Logs: logs}
+}
+
+// get requests path from the gateway with the given header pairs.
+func (tg *testGateway) get(t *testing.T, path string, header ...string) (*http.Response, string) {
+	t.Helper()
+	return tg.do(t, http.MethodGet, path, header...)
+}
+
+func (tg *testGateway) do(t *testing.T, method, path string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, tg.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}

@@ -1,0 +1,844 @@
+package check
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/bluetape/bluetape-gateway/deploy/check/manifest"
+	"github.com/bluetape/bluetape-gateway/metrics"
+)
+
+var updatePrometheusRule = flag.Bool("update-prometheusrule", false,
+	"rewrite deploy/monitoring/prometheusrule.yaml from deploy/monitoring/rules.yml")
+
+// Files of deploy/monitoring and the README its runbook links point into,
+// relative to this package's directory.
+var (
+	monitoringDir      = filepath.Join(deployDir, "monitoring")
+	rulesFile          = filepath.Join(monitoringDir, "rules.yml")
+	ruleTestsFile      = filepath.Join(monitoringDir, "rules_test.yml")
+	prometheusRuleFile = filepath.Join(monitoringDir, "prometheusrule.yaml")
+	dashboardFile      = filepath.Join(monitoringDir, "dashboard.json")
+	readmeFile         = filepath.Join(deployDir, "..", "README.md")
+)
+
+// Monitoring conventions.
+const (
+	ruleGroupName      = "bluetape-gateway"
+	prometheusRuleName = "bluetape-gateway"
+	dashboardConfigMap = "bluetape-gateway-dashboard"
+	dashboardLabel     = "grafana_dashboard"
+	// readmeURL is where the runbooks live once the repository is published:
+	// every runbook_url is readmeURL + "#" + the anchor of a README heading.
+	readmeURL = "https://github.com/bluetape/bluetape-gateway/blob/main/README.md"
+)
+
+// severities are the values an alert's severity label may take: critical
+// pages someone, warning goes to the team's channel.
+var severities = []string{"critical", "warning"}
+
+// histogramNames are the contract's histograms. Prometheus exposes each as
+// _bucket, _sum and _count series; the bare family name selects nothing.
+var histogramNames = []string{metrics.RequestDuration, metrics.UpstreamRequestDuration}
+
+// standardMetrics are the series that queries may use besides the gateway's
+// own: Prometheus's per-target up, and the Go runtime and process
+// collectors' metrics that the gateway registers on its registry.
+var standardMetrics = []string{
+	"up",
+	"go_goroutines", "go_threads", "go_info",
+	"go_gc_duration_seconds", "go_gc_duration_seconds_sum", "go_gc_duration_seconds_count",
+	"go_memstats_alloc_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes",
+	"go_memstats_sys_bytes", "go_memstats_alloc_bytes_total",
+	"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+	"process_open_fds", "process_max_fds", "process_start_time_seconds",
+}
+
+// exportedMetrics returns every series name a query about the gateway may
+// select: metrics.Names() (histograms through their _bucket, _sum and _count
+// series) and standardMetrics.
+func exportedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	known := make(map[string]bool)
+	for _, n := range metrics.Names() {
+		known[n] = true
+	}
+	for _, h := range histogramNames {
+		if !known[h] {
+			t.Fatalf("histogram %s is missing from metrics.Names()", h)
+		}
+		delete(known, h)
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			known[h+suffix] = true
+		}
+	}
+	for _, n := range standardMetrics {
+		known[n] = true
+	}
+	return known
+}
+
+// alertRule is one rule of rules.yml, as written (For is nil when absent).
+type alertRule struct {
+	Alert       string            `json:"alert"`
+	Record      string            `json:"record"`
+	Expr        string            `json:"expr"`
+	For         *string           `json:"for"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+type ruleGroup struct {
+	Name  string      `json:"name"`
+	Rules []alertRule `json:"rules"`
+}
+
+// readAlertRules reads rules.yml after Prometheus's own rule file parser has
+// validated it: the expressions parse and the templates compile.
+func readAlertRules(t *testing.T) []ruleGroup {
+	t.Helper()
+	p := parser.NewParser(parser.Options{})
+	if _, errs := rulefmt.ParseFile(rulesFile, false, model.UTF8Validation, p, slog.New(slog.DiscardHandler)); len(errs) > 0 {
+		t.Fatalf("%s is not a valid rule file: %v", rulesFile, errs)
+	}
+	data, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []ruleGroup `json:"groups"`
+	}
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		t.Fatalf("reading %s: %v", rulesFile, err)
+	}
+	return f.Groups
+}
+
+// promtool returns the path of promtool. Without it the test is skipped,
+// except in CI, where a skipped rule test would hide broken alerts.
+func promtool(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	switch {
+	case err != nil && os.Getenv("CI") == "true":
+		t.Fatal("promtool is not on PATH; CI must install it (Debian: apt-get install prometheus)")
+	case err != nil:
+		t.Skip("promtool is not on PATH; install it (Debian: apt-get install prometheus) to check and unit-test the alerting rules")
+	}
+	return path
+}
+
+// TestPromtoolCheckRules runs "promtool check rules" on rules.yml.
+func TestPromtoolCheckRules(t *testing.T) {
+	runPromtool(t, promtool(t), "check", "rules", filepath.Base(rulesFile))
+}
+
+// TestPromtoolTestRules runs the alerts' unit tests in rules_test.yml.
+func TestPromtoolTestRules(t *testing.T) {
+	runPromtool(t, promtool(t), "test", "rules", filepath.Base(ruleTestsFile))
+}
+
+func runPromtool(t *testing.T, promtool string, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), promtool, args...)
+	cmd.Dir = monitoringDir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestAlertRules checks what promtool does not: every rule is an alert with
+// a for clause, a known severity and the three annotations, and the
+// description shows values from the alert.
+func TestAlertRules(t *testing.T) {
+	groups := readAlertRules(t)
+	if len(groups) != 1 || groups[0].Name != ruleGroupName {
+		t.Fatalf("got %d groups; want the single group %q", len(groups), ruleGroupName)
+	}
+	seen := make(map[string]bool)
+	for _, r := range groups[0].Rules {
+		if r.Alert == "" {
+			t.Errorf("rule %q is not an alert", r.Record)
+			continue
+		}
+		if seen[r.Alert] {
+			t.Errorf("alert %s is defined twice", r.Alert)
+		}
+		seen[r.Alert] = true
+		if r.For == nil {
+			t.Errorf("%s: no for clause; write \"for: 0m\" to fire at once", r.Alert)
+		}
+		if s := r.Labels["severity"]; !slices.Contains(severities, s) {
+			t.Errorf("%s: severity %q; want one of %q", r.Alert, s, severities)
+		}
+		for _, a := range []string{"summary", "description", "runbook_url"} {
+			if strings.TrimSpace(r.Annotations[a]) == "" {
+				t.Errorf("%s: no %s annotation", r.Alert, a)
+			}
+		}
+		if d := r.Annotations["description"]; !strings.Contains(d, "{{") {
+			t.Errorf("%s: description %q shows no value from the alert ({{ $value }}, {{ $labels.job }}, ...)", r.Alert, d)
+		}
+		if u := r.Annotations["runbook_url"]; !strings.HasPrefix(u, readmeURL+"#") {
+			t.Errorf("%s: runbook_url %q does not point into %s", r.Alert, u, readmeURL)
+		}
+	}
+}
+
+// TestRuleUnitTestsCoverEveryAlert checks that rules_test.yml has, for every
+// alert, a case where it fires and a case where it stays silent.
+func TestRuleUnitTestsCoverEveryAlert(t *testing.T) {
+	groups := readAlertRules(t)
+	data, err := os.ReadFile(ruleTestsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		RuleFiles []string `json:"rule_files"`
+		Tests     []struct {
+			AlertRuleTest []struct {
+				Alertname string `json:"alertname"`
+				ExpAlerts []any  `json:"exp_alerts"`
+			} `json:"alert_rule_test"`
+		} `json:"tests"`
+	}
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		t.Fatalf("reading %s: %v", ruleTestsFile, err)
+	}
+	if !slices.Contains(f.RuleFiles, filepath.Base(rulesFile)) {
+		t.Errorf("%s: rule_files %q does not include %s", ruleTestsFile, f.RuleFiles, filepath.Base(rulesFile))
+	}
+	fires, silent := make(map[string]bool), make(map[string]bool)
+	for _, tc := range f.Tests {
+		for _, a := range tc.AlertRuleTest {
+			if len(a.ExpAlerts) > 0 {
+				fires[a.Alertname] = true
+			} else {
+				silent[a.Alertname] = true
+			}
+		}
+	}
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			if !fires[r.Alert] {
+				t.Errorf("%s: no case in %s where it fires", r.Alert, ruleTestsFile)
+			}
+			if !silent[r.Alert] {
+				t.Errorf("%s: no case in %s where it stays silent", r.Alert, ruleTestsFile)
+			}
+		}
+	}
+}
+
+// TestRunbooksInReadme checks that every runbook_url, and every link of the
+// dashboard into the README, names the anchor of a heading in README.md.
+func TestRunbooksInReadme(t *testing.T) {
+	readme, err := os.ReadFile(readmeFile)
+	if err != nil {
+		t.Fatalf("the runbooks live in the README: %v", err)
+	}
+	anchors := markdownAnchors(string(readme))
+	for _, g := range readAlertRules(t) {
+		for _, r := range g.Rules {
+			u := r.Annotations["runbook_url"]
+			anchor, ok := strings.CutPrefix(u, readmeURL+"#")
+			if !ok {
+				continue // TestAlertRules reports it.
+			}
+			if !anchors[anchor] {
+				t.Errorf("%s: runbook_url %s: README.md has no heading with anchor %q (such as \"### Alert: %s\")", r.Alert, u, anchor, r.Alert)
+			}
+		}
+	}
+	var dash struct {
+		Links []struct {
+			URL string `json:"url"`
+		} `json:"links"`
+	}
+	data, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("reading %s: %v", dashboardFile, err)
+	}
+	for _, l := range dash.Links {
+		if anchor, ok := strings.CutPrefix(l.URL, readmeURL+"#"); ok && !anchors[anchor] {
+			t.Errorf("%s: link %s: README.md has no heading with anchor %q", dashboardFile, l.URL, anchor)
+		}
+	}
+}
+
+var (
+	atxHeading = regexp.MustCompile(`^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$`)
+	htmlAnchor = regexp.MustCompile(`<a\s+(?:id|name)="([^"]+)"`)
+	codeFence  = regexp.MustCompile("^ {0,3}(```|~~~)")
+)
+
+// markdownAnchors returns the anchors GitHub gives the headings of a
+// markdown document, plus explicit <a id="..."> anchors.
+func markdownAnchors(doc string) map[string]bool {
+	anchors := make(map[string]bool)
+	counts := make(map[string]int)
+	inFence := false
+	for line := range strings.SplitSeq(doc, "\n") {
+		if codeFence.MatchString(line) {
+			inFence = !inFence
+			continue
+		}
+		if inFence {
+			continue
+		}
+		for _, m := range htmlAnchor.FindAllStringSubmatch(line, -1) {
+			anchors[m[1]] = true
+		}
+		m := atxHeading.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		a := githubAnchor(m[1])
+		if n := counts[a]; n > 0 {
+			anchors[fmt.Sprintf("%s-%d", a, n)] = true
+		} else {
+			anchors[a] = true
+		}
+		counts[a]++
+	}
+	return anchors
+}
+
+// githubAnchor returns the anchor GitHub derives from a heading's text:
+// lower case, spaces become hyphens, punctuation other than - and _ goes.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case unicode.IsLetter(r), unicode.IsDigit(r), r == '-', r == '_':
+			b.WriteRune(r)
+		case r == ' ':
+			b.WriteByte('-')
+		}
+	}
+	return b.String()
+}
+
+func TestGithubAnchor(t *testing.T) {
+	cases := map[string]string{
+		"Alert: BlueTapeGatewayHigh5xxRatio":  "alert-bluetapegatewayhigh5xxratio",
+		"Monitoring":                          "monitoring",
+		"Running the rule tests (`promtool`)": "running-the-rule-tests-promtool",
+		"Metrics & labels":                    "metrics--labels",
+	}
+	for in, want := range cases {
+		if got := githubAnchor(in); got != want {
+			t.Errorf("githubAnchor(%q) = %q; want %q", in, got, want)
+		}
+	}
+	doc := "# Title\n```\n## Not a heading\n```\n## Alert: X\n## Alert: X\n<a id=\"custom\"></a>\n"
+	got := markdownAnchors(doc)
+	for _, a := range []string{"title", "alert-x", "alert-x-1", "custom"} {
+		if !got[a] {
+			t.Errorf("anchor %q missing from %v", a, got)
+		}
+	}
+	if got["not-a-heading"] {
+		t.Error("a heading inside a code fence got an anchor")
+	}
+}
+
+// prometheusRuleHeader precedes rules.yml's groups in prometheusrule.yaml.
+const prometheusRuleHeader = `# Generated from rules.yml; edit that file, then in deploy/check run
+#   go test -run TestPrometheusRuleMatchesRulesFile -update-prometheusrule
+# The tests fail while the groups here differ from rules.yml's.
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: ` + prometheusRuleName + `
+  labels:
+    app.kubernetes.io/name: bluetape-gateway
+spec:
+`
+
+// prometheusRuleFromRules returns rules.yml as a PrometheusRule: the header,
+// then rules.yml from its groups key on, indented under spec. Comments ahead
+// of the groups are about rules.yml and stay there.
+func prometheusRuleFromRules(rules []byte) ([]byte, error) {
+	start := 0
+	if !bytes.HasPrefix(rules, []byte("groups:")) {
+		i := bytes.Index(rules, []byte("\ngroups:"))
+		if i < 0 {
+			return nil, fmt.Errorf("%s: no top-level groups key", rulesFile)
+		}
+		start = i + 1
+	}
+	var b bytes.Buffer
+	b.WriteString(prometheusRuleHeader)
+	for line := range strings.SplitAfterSeq(string(rules[start:]), "\n") {
+		if strings.TrimSpace(line) != "" {
+			b.WriteString("  ")
+		}
+		b.WriteString(line)
+	}
+	return b.Bytes(), nil
+}
+
+// TestPrometheusRuleMatchesRulesFile keeps the PrometheusRule's groups equal
+// to rules.yml's, which promtool checks and unit-tests.
+func TestPrometheusRuleMatchesRulesFile(t *testing.T) {
+	rules, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *updatePrometheusRule {
+		out, err := prometheusRuleFromRules(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(prometheusRuleFile, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr, err := os.ReadFile(prometheusRuleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want struct {
+		Groups []any `json:"groups"`
+	}
+	if err := yaml.Unmarshal(rules, &want); err != nil {
+		t.Fatalf("reading %s: %v", rulesFile, err)
+	}
+	var got struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Spec       struct {
+			Groups []any `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(pr, &got); err != nil {
+		t.Fatalf("reading %s: %v", prometheusRuleFile, err)
+	}
+	if got.APIVersion != "monitoring.coreos.com/v1" || got.Kind != "PrometheusRule" {
+		t.Errorf("%s: got %s %s; want monitoring.coreos.com/v1 PrometheusRule", prometheusRuleFile, got.APIVersion, got.Kind)
+	}
+	for _, d := range groupDifferences(want.Groups, got.Spec.Groups) {
+		t.Errorf("%s differs from %s: %s (rerun with -update-prometheusrule)", prometheusRuleFile, rulesFile, d)
+	}
+}
+
+// groupDifferences compares two decoded lists of rule groups and names the
+// groups and rules that differ.
+func groupDifferences(want, got []any) []string {
+	if reflect.DeepEqual(want, got) {
+		return nil
+	}
+	if len(want) != len(got) {
+		return []string{fmt.Sprintf("%d groups; want %d", len(got), len(want))}
+	}
+	var diffs []string
+	for i := range want {
+		w, _ := want[i].(map[string]any)
+		g, _ := got[i].(map[string]any)
+		if reflect.DeepEqual(w, g) {
+			continue
+		}
+		wr, _ := w["rules"].([]any)
+		gr, _ := g["rules"].([]any)
+		if len(wr) != len(gr) {
+			diffs = append(diffs, fmt.Sprintf("group %v: %d rules; want %d", w["name"], len(gr), len(wr)))
+			continue
+		}
+		found := false
+		for j := range wr {
+			if !reflect.DeepEqual(wr[j], gr[j]) {
+				wj, _ := json.Marshal(wr[j])
+				gj, _ := json.Marshal(gr[j])
+				diffs = append(diffs, fmt.Sprintf("group %v rule %d: got %s; want %s", w["name"], j, gj, wj))
+				found = true
+			}
+		}
+		if !found {
+			diffs = append(diffs, fmt.Sprintf("group %v: settings differ", w["name"]))
+		}
+	}
+	return diffs
+}
+
+// TestMonitoringKustomization renders deploy/monitoring as the base
+// includes it: one PrometheusRule and the dashboard ConfigMap, with a fixed
+// name and the label the Grafana sidecar looks for.
+func TestMonitoringKustomization(t *testing.T) {
+	objs, err := manifest.Render(monitoringDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dashboard, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules, configMaps int
+	for _, o := range objs {
+		switch v := o.Value.(type) {
+		case *corev1.ConfigMap:
+			configMaps++
+			if v.Name != dashboardConfigMap {
+				t.Errorf("%s: want the name %s (no hash suffix: Grafana keys dashboards by uid, and overlays refer to it by name)", o, dashboardConfigMap)
+			}
+			if v.Labels[dashboardLabel] != "1" {
+				t.Errorf("%s: label %s=%q; want \"1\" for the Grafana sidecar", o, dashboardLabel, v.Labels[dashboardLabel])
+			}
+			if v.Data["dashboard.json"] != string(dashboard) {
+				t.Errorf("%s: dashboard.json differs from %s", o, dashboardFile)
+			}
+		default:
+			if o.Kind != "PrometheusRule" {
+				t.Errorf("%s: unexpected object", o)
+				continue
+			}
+			rules++
+			if o.Name != prometheusRuleName {
+				t.Errorf("%s: want the name %s", o, prometheusRuleName)
+			}
+		}
+	}
+	if rules != 1 || configMaps != 1 {
+		t.Errorf("rendered %d PrometheusRules and %d ConfigMaps; want one of each", rules, configMaps)
+	}
+}
+
+// TestDashboard checks the dashboard's shape: every panel and query reads
+// from the ${datasource} variable, the job and instance variables exist, and
+// panel ids are unique.
+func TestDashboard(t *testing.T) {
+	dash := readDashboard(t)
+	if uid, _ := dash["uid"].(string); uid == "" {
+		t.Error("dashboard has no uid")
+	}
+	if v, _ := dash["schemaVersion"].(float64); v < 36 {
+		t.Errorf("schemaVersion %v; want 36 or later (datasource references by uid)", v)
+	}
+	vars := make(map[string]map[string]any)
+	templating, _ := dash["templating"].(map[string]any)
+	list, _ := templating["list"].([]any)
+	for _, v := range list {
+		if m, ok := v.(map[string]any); ok {
+			name, _ := m["name"].(string)
+			vars[name] = m
+		}
+	}
+	if ds := vars["datasource"]; ds == nil || ds["type"] != "datasource" || ds["query"] != "prometheus" {
+		t.Errorf("no datasource variable of type datasource for prometheus: %v", ds)
+	}
+	for _, name := range []string{"job", "instance"} {
+		if vars[name] == nil {
+			t.Errorf("no %s variable", name)
+		}
+	}
+	ids := make(map[float64]bool)
+	var walk func(where string, v any)
+	walk = func(where string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if title, ok := v["title"].(string); ok {
+				where += "/" + title
+			}
+			if ds, ok := v["datasource"].(map[string]any); ok && ds["type"] == "prometheus" && ds["uid"] != "${datasource}" {
+				t.Errorf("%s: datasource uid %v; want ${datasource}", where, ds["uid"])
+			}
+			if _, isPanel := v["gridPos"]; isPanel {
+				if _, ok := v["datasource"]; !ok && v["type"] != "row" {
+					t.Errorf("%s: panel has no datasource", where)
+				}
+				id, _ := v["id"].(float64)
+				if ids[id] {
+					t.Errorf("%s: panel id %v is used twice", where, id)
+				}
+				ids[id] = true
+			}
+			for k, c := range v {
+				if k != "templating" {
+					walk(where, c)
+				}
+			}
+		case []any:
+			for _, c := range v {
+				walk(where, c)
+			}
+		}
+	}
+	walk("dashboard.json", dash)
+}
+
+func readDashboard(t *testing.T) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash map[string]any
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("reading %s: %v", dashboardFile, err)
+	}
+	return dash
+}
+
+// promQuery is one PromQL expression and where it was found.
+type promQuery struct {
+	where, expr string
+}
+
+// dashboardQueries returns the PromQL of every query in a decoded Grafana
+// dashboard: each "expr", wherever it is (panels, panels inside rows,
+// library panels), and the metric selector of each label_values or
+// query_result variable query.
+func dashboardQueries(dash map[string]any) []promQuery {
+	var qs []promQuery
+	var walk func(where string, v any)
+	walk = func(where string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if title, ok := v["title"].(string); ok {
+				where += "/" + title
+			}
+			if expr, ok := v["expr"].(string); ok {
+				ref, _ := v["refId"].(string)
+				qs = append(qs, promQuery{where: where + "/" + ref, expr: expr})
+			}
+			for k, c := range v {
+				if k != "templating" {
+					walk(where, c)
+				}
+			}
+		case []any:
+			for _, c := range v {
+				walk(where, c)
+			}
+		}
+	}
+	walk("dashboard.json", dash)
+
+	templating, _ := dash["templating"].(map[string]any)
+	list, _ := templating["list"].([]any)
+	for _, v := range list {
+		m, _ := v.(map[string]any)
+		if m == nil || m["type"] != "query" {
+			continue
+		}
+		q, ok := m["query"].(string)
+		if !ok {
+			obj, _ := m["query"].(map[string]any)
+			q, _ = obj["query"].(string)
+		}
+		if expr := variableQueryExpr(q); expr != "" {
+			qs = append(qs, promQuery{where: fmt.Sprintf("dashboard.json/variable %v", m["name"]), expr: expr})
+		}
+	}
+	return qs
+}
+
+var (
+	labelValuesQuery = regexp.MustCompile(`^\s*label_values\((.*),\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*$`)
+	queryResultQuery = regexp.MustCompile(`^\s*query_result\((.*)\)\s*$`)
+)
+
+// variableQueryExpr returns the PromQL inside a Grafana variable query, or
+// "" when it has none (label_values(label), label_names(), metrics(...)).
+func variableQueryExpr(q string) string {
+	if m := labelValuesQuery.FindStringSubmatch(q); m != nil {
+		return m[1]
+	}
+	if m := queryResultQuery.FindStringSubmatch(q); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+var (
+	grafanaBuiltin  = regexp.MustCompile(`\$\{__([a-z_]+)(?::[^}]*)?\}|\$__([a-z_]+)`)
+	grafanaVariable = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)(?::[^}]*)?\}|\$([A-Za-z0-9_]+)|\[\[([A-Za-z0-9_]+)(?::[^\]]*)?\]\]`)
+)
+
+// grafanaBuiltins are the values Grafana's global variables take in
+// expandGrafana: durations where PromQL wants a duration, seconds where it
+// wants a number.
+var grafanaBuiltins = map[string]string{
+	"rate_interval": "5m",
+	"interval":      "1m",
+	"range":         "6h",
+	"interval_ms":   "60000",
+	"range_s":       "21600",
+	"range_ms":      "21600000",
+}
+
+// expandGrafana replaces Grafana's variables in a query with values that
+// keep it valid PromQL: built-in intervals with durations, dashboard
+// variables (used inside label matchers) with a plain word.
+func expandGrafana(expr string) (string, error) {
+	var unknown []string
+	expr = grafanaBuiltin.ReplaceAllStringFunc(expr, func(s string) string {
+		m := grafanaBuiltin.FindStringSubmatch(s)
+		name := m[1] + m[2]
+		if v, ok := grafanaBuiltins[name]; ok {
+			return v
+		}
+		unknown = append(unknown, s)
+		return s
+	})
+	if len(unknown) > 0 {
+		return "", fmt.Errorf("unknown Grafana variables %q", unknown)
+	}
+	return grafanaVariable.ReplaceAllString(expr, "x"), nil
+}
+
+// checkQuery parses a query and returns its problems: a parse error, a
+// selector without a metric name, or a metric the gateway does not export.
+func checkQuery(p parser.Parser, known map[string]bool, expr string) []string {
+	expr, err := expandGrafana(expr)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	ast, err := p.ParseExpr(expr)
+	if err != nil {
+		return []string{fmt.Sprintf("parsing %q: %v", expr, err)}
+	}
+	var problems []string
+	parser.Inspect(ast, func(node parser.Node, _ []parser.Node) error {
+		vs, ok := node.(*parser.VectorSelector)
+		if !ok {
+			return nil
+		}
+		name := vs.Name
+		if name == "" {
+			for _, m := range vs.LabelMatchers {
+				if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+					name = m.Value
+				}
+			}
+		}
+		switch {
+		case name == "":
+			problems = append(problems, fmt.Sprintf("selector %s names no single metric", vs))
+		case !known[name]:
+			problems = append(problems, fmt.Sprintf("metric %s is not exported by the gateway", name))
+		}
+		return nil
+	})
+	return problems
+}
+
+// TestQueriesUseExportedMetrics parses every alert expression and dashboard
+// query with Prometheus's parser and checks each metric it selects.
+func TestQueriesUseExportedMetrics(t *testing.T) {
+	known := exportedMetrics(t)
+	var qs []promQuery
+	for _, g := range readAlertRules(t) {
+		for _, r := range g.Rules {
+			qs = append(qs, promQuery{where: "rules.yml/" + r.Alert, expr: r.Expr})
+		}
+	}
+	dqs := dashboardQueries(readDashboard(t))
+	if len(dqs) == 0 {
+		t.Fatal("found no queries in dashboard.json")
+	}
+	qs = append(qs, dqs...)
+	p := parser.NewParser(parser.Options{})
+	for _, q := range qs {
+		for _, problem := range checkQuery(p, known, q.expr) {
+			t.Errorf("%s: %s", q.where, problem)
+		}
+	}
+}
+
+// TestQueryCheckReportsProblems proves that the query check can fail: a
+// misspelt metric in a panel nested in a collapsed row, a bare histogram
+// name, a histogram suffix on a counter, a selector by regex name and bad
+// syntax are all reported.
+func TestQueryCheckReportsProblems(t *testing.T) {
+	const dash = `{
+	  "panels": [
+	    {"type": "row", "title": "Collapsed", "collapsed": true, "panels": [
+	      {"title": "Nested", "targets": [
+	        {"refId": "A", "expr": "sum by (code) (rate(bluetape_gateway_requets_total{job=\"$job\", instance=~\"${instance:regex}\"}[$__rate_interval]))"}
+	      ]}
+	    ]},
+	    {"title": "Fine", "targets": [
+	      {"refId": "A", "expr": "histogram_quantile(0.99, sum by (le) (rate(bluetape_gateway_request_duration_seconds_bucket{job=\"$job\"}[$__rate_interval])))"},
+	      {"refId": "B", "expr": "rate(process_cpu_seconds_total{job=\"$job\"}[$__rate_interval]) and on() up{job=\"$job\"} == 1"}
+	    ]}
+	  ],
+	  "templating": {"list": [
+	    {"name": "job", "type": "query", "query": {"query": "label_values(bluetape_gateway_bild_info, job)"}}
+	  ]}
+	}`
+	var d map[string]any
+	if err := json.Unmarshal([]byte(dash), &d); err != nil {
+		t.Fatal(err)
+	}
+	known := exportedMetrics(t)
+	p := parser.NewParser(parser.Options{})
+	got := make(map[string][]string)
+	for _, q := range dashboardQueries(d) {
+		got[q.where] = checkQuery(p, known, q.expr)
+	}
+	want := map[string][]string{
+		"dashboard.json/Collapsed/Nested/A": {"metric bluetape_gateway_requets_total is not exported by the gateway"},
+		"dashboard.json/Fine/A":             nil,
+		"dashboard.json/Fine/B":             nil,
+		"dashboard.json/variable job":       {"metric bluetape_gateway_bild_info is not exported by the gateway"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q; want %q", got, want)
+	}
+
+	cases := map[string]string{
+		"bare histogram":        `rate(bluetape_gateway_request_duration_seconds[5m])`,
+		"suffix on a counter":   `rate(bluetape_gateway_requests_total_bucket[5m])`,
+		"regex metric name":     `{__name__=~"bluetape_gateway_.+"}`,
+		"syntax":                `sum(rate(bluetape_gateway_requests_total[5m])`,
+		"unknown Grafana macro": `rate(bluetape_gateway_requests_total[$__rate_intervall])`,
+	}
+	for name, expr := range cases {
+		t.Run(name, func(t *testing.T) {
+			if problems := checkQuery(p, known, expr); len(problems) == 0 {
+				t.Errorf("checkQuery(%q) reported nothing", expr)
+			}
+		})
+	}
+}
+
+// TestPrometheusRuleFromRules pins the generator's shape: the header, the
+// groups indented under spec, comments ahead of the groups dropped.
+func TestPrometheusRuleFromRules(t *testing.T) {
+	in := "# about rules.yml\ngroups:\n  - name: g\n    rules:\n\n      - alert: A\n"
+	got, err := prometheusRuleFromRules([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := prometheusRuleHeader + "  groups:\n    - name: g\n      rules:\n\n        - alert: A\n"
+	if string(got) != want {
+		t.Errorf("got %q; want %q", got, want)
+	}
+	if _, err := prometheusRuleFromRules([]byte("rules: []\n")); err == nil {
+		t.Error("a file without groups gave no error")
+	}
+}

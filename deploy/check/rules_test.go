@@ -1,0 +1,1204 @@
+package check
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/bluetape/bluetape-gateway/config"
+	"github.com/bluetape/bluetape-gateway/deploy/check/manifest"
+)
+
+// Values the contract fixes.
+const (
+	defaultListenAddr      = ":8080"
+	defaultAdminAddr       = ":9090"
+	defaultDrainDelay      = 0 * time.Second
+	defaultShutdownTimeout = 20 * time.Second
+	defaultBaseURL         = "https://api.bluetape.com/genericBthubService"
+
+	healthPath  = "/healthz"
+	readyPath   = "/readyz"
+	metricsPath = "/metrics"
+)
+
+// Deployment conventions.
+const (
+	gatewayContainer    = "gateway"
+	apiPortName         = "http"
+	adminPortName       = "admin"
+	monitoringNamespace = "monitoring"
+	namespaceNameLabel  = "kubernetes.io/metadata.name"
+	redisPort           = 6379
+	minReplicas         = 2
+)
+
+// goRuntimeEnv are variables read by the Go runtime rather than by the
+// gateway's configuration; the manifests may set them too.
+var goRuntimeEnv = []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS", "GODEBUG"}
+
+// credentialEnv are the variables whose value is a credential. The manifests
+// give them as files (the *_FILE variants) only.
+var credentialEnv = []string{config.EnvAPIKey, config.EnvAccountID}
+
+// rendered is one rendered overlay as the rules see it.
+type rendered struct {
+	objects []manifest.Object
+	// examples are deploy/examples' Secrets by name: they document the keys
+	// that the real Secrets carry.
+	examples map[string]*corev1.Secret
+	// monitoring is whether deploy/monitoring exists and so must be rendered.
+	monitoring bool
+}
+
+// deployRule is one invariant. check returns one line per problem, each
+// naming the object at fault.
+type deployRule struct {
+	name  string
+	check func(r *rendered) []string
+}
+
+var deployRules = []deployRule{
+	{"kinds", checkKinds},
+	{"names-and-labels", checkNamesAndLabels},
+	{"object-size", checkObjectSize},
+	{"replicas", checkReplicas},
+	{"selectors", checkSelectors},
+	{"container-ports", checkContainerPorts},
+	{"probes", checkProbes},
+	{"env-names", checkEnvNames},
+	{"secret-env", checkSecretEnv},
+	{"secret-files", checkSecretFiles},
+	{"shutdown", checkShutdown},
+	{"security-context", checkSecurityContext},
+	{"service-account", checkServiceAccount},
+	{"resources", checkResources},
+	{"topology-spread", checkTopologySpread},
+	{"image", checkImage},
+	{"service", checkService},
+	{"ingress", checkIngress},
+	{"network-policy", checkNetworkPolicy},
+	{"pod-disruption-budget", checkPodDisruptionBudget},
+	{"autoscaler", checkAutoscaler},
+	{"service-monitor", checkServiceMonitor},
+}
+
+// typedObjects returns the objects of type T, in render order.
+func typedObjects[T any](objs []manifest.Object) []T {
+	var out []T
+	for _, o := range objs {
+		if v, ok := o.Value.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// workload is the gateway's Deployment and container, with the values the
+// gateway will derive from the container's environment.
+type workload struct {
+	d   *appsv1.Deployment
+	c   *corev1.Container
+	env map[string]corev1.EnvVar
+}
+
+func (w workload) String() string { return "Deployment/" + w.d.Name }
+
+// podLabels returns the labels of the Deployment's pods.
+func (w workload) podLabels() labels.Set { return w.d.Spec.Template.Labels }
+
+// envValue returns the literal value of name, or def when it is unset.
+func (w workload) envValue(name, def string) (string, error) {
+	e, ok := w.env[name]
+	if !ok {
+		return def, nil
+	}
+	if e.ValueFrom != nil {
+		return "", fmt.Errorf("%s: %s is set with valueFrom; the checks need a literal value", w, name)
+	}
+	return e.Value, nil
+}
+
+// envPort returns the port the gateway listens on for the address variable
+// name, as the gateway resolves it.
+func (w workload) envPort(name, def string) (int32, error) {
+	addr, err := w.envValue(name, def)
+	if err != nil {
+		return 0, err
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s=%q: %w", w, name, addr, err)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%s: %s=%q: not a numeric port", w, name, addr)
+	}
+	return int32(n), nil
+}
+
+// envDuration returns the duration the gateway reads from name.
+func (w workload) envDuration(name string, def time.Duration) (time.Duration, error) {
+	s, err := w.envValue(name, def.String())
+	if err != nil {
+		return 0, err
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s: %w", w, name, err)
+	}
+	return d, nil
+}
+
+// containerPort resolves p, a port number or name, against the container's
+// declared ports.
+func (w workload) containerPort(p intstr.IntOrString) (corev1.ContainerPort, bool) {
+	for _, cp := range w.c.Ports {
+		if p.Type == intstr.Int && cp.ContainerPort == p.IntVal ||
+			p.Type == intstr.String && cp.Name == p.StrVal {
+			return cp, true
+		}
+	}
+	return corev1.ContainerPort{}, false
+}
+
+// workloads returns the gateway container of every Deployment, and a problem
+// for every Deployment without one.
+func workloads(r *rendered) ([]workload, []string) {
+	var out []workload
+	var problems []string
+	for _, d := range typedObjects[*appsv1.Deployment](r.objects) {
+		i := slices.IndexFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool {
+			return c.Name == gatewayContainer
+		})
+		if i < 0 {
+			problems = append(problems, fmt.Sprintf("Deployment/%s: no container named %q", d.Name, gatewayContainer))
+			continue
+		}
+		w := workload{d: d, c: &d.Spec.Template.Spec.Containers[i], env: make(map[string]corev1.EnvVar)}
+		for _, e := range w.c.Env {
+			w.env[e.Name] = e
+		}
+		out = append(out, w)
+	}
+	return out, problems
+}
+
+// forEachWorkload runs f on every gateway workload and gathers problems.
+func forEachWorkload(r *rendered, f func(w workload) []string) []string {
+	ws, problems := workloads(r)
+	for _, w := range ws {
+		problems = append(problems, f(w)...)
+	}
+	return problems
+}
+
+// ports returns the gateway's API and admin ports for w.
+func (w workload) ports() (api, admin int32, problems []string) {
+	api, err := w.envPort(config.EnvListenAddr, defaultListenAddr)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	admin, err = w.envPort(config.EnvAdminAddr, defaultAdminAddr)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	return api, admin, problems
+}
+
+// selects reports whether sel is a non-empty selector matching set.
+func selects(sel *metav1.LabelSelector, set labels.Set) (bool, error) {
+	if sel == nil || len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0 {
+		return false, fmt.Errorf("empty selector selects every pod in the namespace")
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false, err
+	}
+	return s.Matches(set), nil
+}
+
+func checkKinds(r *rendered) []string {
+	var problems []string
+	want := []string{"ServiceAccount", "Deployment", "Service", "Ingress", "NetworkPolicy",
+		"PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor"}
+	if r.monitoring {
+		want = append(want, "PrometheusRule")
+	}
+	count := make(map[string]int)
+	for _, o := range r.objects {
+		count[o.Kind]++
+		if o.Kind == "Secret" {
+			// "kubectl apply -k" would overwrite the real Secret.
+			problems = append(problems, fmt.Sprintf("%s: overlays must not contain Secrets; they are created from files (see deploy/examples)", o))
+		}
+	}
+	for _, k := range want {
+		if count[k] == 0 {
+			problems = append(problems, fmt.Sprintf("no %s rendered", k))
+		}
+	}
+	if n := count["Deployment"]; n > 1 {
+		problems = append(problems, fmt.Sprintf("%d Deployments rendered; want one", n))
+	}
+	return problems
+}
+
+func checkNamesAndLabels(r *rendered) []string {
+	var problems []string
+	namespaces := make(map[string]bool)
+	for _, o := range r.objects {
+		if o.Namespace == "" && o.Kind != "Namespace" {
+			problems = append(problems, fmt.Sprintf("%s: no namespace", o))
+		}
+		namespaces[o.Namespace] = true
+		for _, msg := range validation.IsDNS1123Subdomain(o.Name) {
+			problems = append(problems, fmt.Sprintf("%s: name: %s", o, msg))
+		}
+		if o.Kind == "Service" {
+			for _, msg := range validation.IsDNS1035Label(o.Name) {
+				problems = append(problems, fmt.Sprintf("%s: name: %s", o, msg))
+			}
+		}
+		if m, ok := o.Value.(metav1.Object); ok {
+			problems = append(problems, checkLabelSet(o.String(), m.GetLabels())...)
+		}
+	}
+	for _, d := range typedObjects[*appsv1.Deployment](r.objects) {
+		problems = append(problems, checkLabelSet("Deployment/"+d.Name+" pod template", d.Spec.Template.Labels)...)
+	}
+	if len(namespaces) > 1 {
+		problems = append(problems, fmt.Sprintf("objects span namespaces %v; want one", slices.Sorted(mapKeys(namespaces))))
+	}
+	return problems
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func checkLabelSet(what string, set map[string]string) []string {
+	var problems []string
+	for k, v := range set {
+		for _, msg := range validation.IsQualifiedName(k) {
+			problems = append(problems, fmt.Sprintf("%s: label key %q: %s", what, k, msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(v) {
+			problems = append(problems, fmt.Sprintf("%s: label %s=%q: %s", what, k, v, msg))
+		}
+	}
+	return problems
+}
+
+// maxAppliedSize is the limit on an object's annotations, which client-side
+// "kubectl apply" fills with the whole object (last-applied-configuration).
+const maxAppliedSize = 256 << 10
+
+func checkObjectSize(r *rendered) []string {
+	var problems []string
+	for _, o := range r.objects {
+		data, err := json.Marshal(o.Value)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", o, err))
+			continue
+		}
+		if len(data) >= maxAppliedSize {
+			problems = append(problems, fmt.Sprintf("%s: %d bytes; kubectl apply stores objects of at most %d bytes", o, len(data), maxAppliedSize))
+		}
+	}
+	return problems
+}
+
+func checkReplicas(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		if w.d.Spec.Replicas == nil || *w.d.Spec.Replicas < minReplicas {
+			return []string{fmt.Sprintf("%s: replicas %s; want at least %d", w, ptrString(w.d.Spec.Replicas), minReplicas)}
+		}
+		return nil
+	})
+}
+
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
+}
+
+func checkSelectors(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		match := func(what string, sel *metav1.LabelSelector) {
+			ok, err := selects(sel, w.podLabels())
+			switch {
+			case err != nil:
+				problems = append(problems, fmt.Sprintf("%s: selector: %v", what, err))
+			case !ok:
+				problems = append(problems, fmt.Sprintf("%s: selector %s does not match the pods of %s (labels %v)",
+					what, metav1.FormatLabelSelector(sel), w, w.podLabels()))
+			}
+		}
+		match(w.String(), w.d.Spec.Selector)
+		for _, s := range typedObjects[*corev1.Service](r.objects) {
+			if len(s.Spec.Selector) == 0 {
+				problems = append(problems, fmt.Sprintf("Service/%s: no selector", s.Name))
+				continue
+			}
+			match("Service/"+s.Name, &metav1.LabelSelector{MatchLabels: s.Spec.Selector})
+		}
+		for _, p := range typedObjects[*policyv1.PodDisruptionBudget](r.objects) {
+			match("PodDisruptionBudget/"+p.Name, p.Spec.Selector)
+		}
+		for _, np := range typedObjects[*networkingv1.NetworkPolicy](r.objects) {
+			match("NetworkPolicy/"+np.Name, &np.Spec.PodSelector)
+		}
+		for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
+			ref := h.Spec.ScaleTargetRef
+			if ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || ref.Name != w.d.Name {
+				problems = append(problems, fmt.Sprintf("HorizontalPodAutoscaler/%s: targets %s %s/%s; want apps/v1 %s",
+					h.Name, ref.APIVersion, ref.Kind, ref.Name, w))
+			}
+		}
+		for _, sm := range typedObjects[*monitoringv1.ServiceMonitor](r.objects) {
+			services := typedObjects[*corev1.Service](r.objects)
+			if !slices.ContainsFunc(services, func(s *corev1.Service) bool {
+				ok, err := selects(&sm.Spec.Selector, s.Labels)
+				return err == nil && ok
+			}) {
+				problems = append(problems, fmt.Sprintf("ServiceMonitor/%s: selector %s matches no Service",
+					sm.Name, metav1.FormatLabelSelector(&sm.Spec.Selector)))
+			}
+		}
+		return problems
+	})
+}
+
+func checkContainerPorts(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		api, admin, problems := w.ports()
+		if len(problems) > 0 {
+			return problems
+		}
+		for _, want := range []struct {
+			name, env string
+			port      int32
+		}{
+			{apiPortName, config.EnvListenAddr, api},
+			{adminPortName, config.EnvAdminAddr, admin},
+		} {
+			cp, ok := w.containerPort(intstr.FromString(want.name))
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("%s: no container port named %q", w, want.name))
+			case cp.ContainerPort != want.port:
+				problems = append(problems, fmt.Sprintf("%s: container port %q is %d but %s resolves to %d",
+					w, want.name, cp.ContainerPort, want.env, want.port))
+			case cp.Protocol != "" && cp.Protocol != corev1.ProtocolTCP:
+				problems = append(problems, fmt.Sprintf("%s: container port %q is %s; want TCP", w, want.name, cp.Protocol))
+			}
+		}
+		return problems
+	})
+}
+
+func checkProbes(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		_, admin, problems := w.ports()
+		if len(problems) > 0 {
+			return problems
+		}
+		for _, p := range []struct {
+			kind  string
+			probe *corev1.Probe
+			paths []string
+		}{
+			{"startup", w.c.StartupProbe, []string{healthPath, readyPath}},
+			{"liveness", w.c.LivenessProbe, []string{healthPath}},
+			{"readiness", w.c.ReadinessProbe, []string{readyPath}},
+		} {
+			if p.probe == nil {
+				problems = append(problems, fmt.Sprintf("%s: no %s probe", w, p.kind))
+				continue
+			}
+			get := p.probe.HTTPGet
+			if get == nil {
+				problems = append(problems, fmt.Sprintf("%s: %s probe is not an HTTP GET", w, p.kind))
+				continue
+			}
+			if !slices.Contains(p.paths, get.Path) {
+				problems = append(problems, fmt.Sprintf("%s: %s probe path %q; want one of %q", w, p.kind, get.Path, p.paths))
+			}
+			if get.Scheme != "" && get.Scheme != corev1.URISchemeHTTP {
+				problems = append(problems, fmt.Sprintf("%s: %s probe scheme %s; the admin listener speaks HTTP", w, p.kind, get.Scheme))
+			}
+			cp, ok := w.containerPort(get.Port)
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("%s: %s probe port %s is not a declared container port", w, p.kind, get.Port.String()))
+			case cp.ContainerPort != admin:
+				problems = append(problems, fmt.Sprintf("%s: %s probe port %s is %d; %s resolves to %d",
+					w, p.kind, get.Port.String(), cp.ContainerPort, config.EnvAdminAddr, admin))
+			}
+		}
+		return problems
+	})
+}
+
+func checkEnvNames(r *rendered) []string {
+	known := append(config.Names(), goRuntimeEnv...)
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		seen := make(map[string]bool)
+		for _, e := range w.c.Env {
+			if seen[e.Name] {
+				problems = append(problems, fmt.Sprintf("%s: %s is set twice", w, e.Name))
+			}
+			seen[e.Name] = true
+			if !slices.Contains(known, e.Name) {
+				problems = append(problems, fmt.Sprintf("%s: %s is not a variable the gateway reads", w, e.Name))
+			}
+		}
+		if len(w.c.EnvFrom) > 0 {
+			problems = append(problems, fmt.Sprintf("%s: envFrom puts names the checks cannot see into the environment", w))
+		}
+		return problems
+	})
+}
+
+var secretishName = regexp.MustCompile(`KEY|TOKEN|PASSWORD|SECRET|CREDENTIAL|ACCOUNT_ID`)
+
+func checkSecretEnv(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		for _, name := range credentialEnv {
+			if _, ok := w.env[name]; ok {
+				problems = append(problems, fmt.Sprintf("%s: %s is set; credentials come from files (%s_FILE)", w, name, name))
+			}
+			if _, ok := w.env[name+"_FILE"]; !ok {
+				problems = append(problems, fmt.Sprintf("%s: %s_FILE is not set; the gateway cannot start without it", w, name))
+			}
+		}
+		for _, e := range w.c.Env {
+			switch {
+			case e.Name == config.EnvRedisURL:
+				// The URL may hold a password.
+				ref := valueFromSecret(e)
+				if ref == nil {
+					problems = append(problems, fmt.Sprintf("%s: %s must come from a Secret (valueFrom.secretKeyRef)", w, e.Name))
+					continue
+				}
+				if ref.Optional != nil && *ref.Optional {
+					problems = append(problems, fmt.Sprintf("%s: %s: an optional secretKeyRef starts the gateway without Redis", w, e.Name))
+				}
+				if !exampleHasKey(r, ref.Name, ref.Key) {
+					problems = append(problems, fmt.Sprintf("%s: %s: Secret %q key %q is not documented in deploy/examples", w, e.Name, ref.Name, ref.Key))
+				}
+			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+				problems = append(problems, fmt.Sprintf("%s: %s comes from a Secret as plain environment; mount it as a file", w, e.Name))
+			case e.Value != "" && secretishName.MatchString(e.Name) && !strings.HasSuffix(e.Name, "_FILE"):
+				problems = append(problems, fmt.Sprintf("%s: %s has a literal value; secrets never go in the manifest", w, e.Name))
+			case urlHasPassword(e.Value):
+				problems = append(problems, fmt.Sprintf("%s: %s holds a URL with a password", w, e.Name))
+			}
+		}
+		return problems
+	})
+}
+
+func valueFromSecret(e corev1.EnvVar) *corev1.SecretKeySelector {
+	if e.ValueFrom == nil {
+		return nil
+	}
+	return e.ValueFrom.SecretKeyRef
+}
+
+func urlHasPassword(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return false
+	}
+	_, ok := u.User.Password()
+	return ok
+}
+
+func exampleHasKey(r *rendered, secret, key string) bool {
+	s, ok := r.examples[secret]
+	if !ok {
+		return false
+	}
+	_, inData := s.Data[key]
+	_, inStringData := s.StringData[key]
+	return inData || inStringData
+}
+
+// fileEnv reports whether name is a variable holding a secret file's path.
+func fileEnv(name string) bool { return strings.HasSuffix(name, "_FILE") }
+
+func checkSecretFiles(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		for _, e := range w.c.Env {
+			if !fileEnv(e.Name) && e.Name != config.EnvConfig {
+				continue
+			}
+			if e.ValueFrom != nil {
+				problems = append(problems, fmt.Sprintf("%s: %s: want a literal path", w, e.Name))
+				continue
+			}
+			p := e.Value
+			if !path.IsAbs(p) || path.Clean(p) != p {
+				problems = append(problems, fmt.Sprintf("%s: %s=%q: want a clean absolute path", w, e.Name, p))
+				continue
+			}
+			i := slices.IndexFunc(w.c.VolumeMounts, func(m corev1.VolumeMount) bool {
+				return strings.HasPrefix(p, strings.TrimSuffix(m.MountPath, "/")+"/")
+			})
+			if i < 0 {
+				problems = append(problems, fmt.Sprintf("%s: %s=%q lies inside no volume mount", w, e.Name, p))
+				continue
+			}
+			m := w.c.VolumeMounts[i]
+			rel := strings.TrimPrefix(p, strings.TrimSuffix(m.MountPath, "/")+"/")
+			if m.SubPath != "" || m.SubPathExpr != "" {
+				problems = append(problems, fmt.Sprintf("%s: mount %q uses subPath; a rotated Secret never reaches such a mount", w, m.Name))
+			}
+			if !m.ReadOnly {
+				problems = append(problems, fmt.Sprintf("%s: mount %q is not readOnly", w, m.Name))
+			}
+			vi := slices.IndexFunc(w.d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+			if vi < 0 {
+				problems = append(problems, fmt.Sprintf("%s: mount %q names no volume", w, m.Name))
+				continue
+			}
+			v := w.d.Spec.Template.Spec.Volumes[vi]
+			if e.Name == config.EnvConfig && v.Secret == nil && v.ConfigMap == nil {
+				problems = append(problems, fmt.Sprintf("%s: %s: volume %q is neither a Secret nor a ConfigMap", w, e.Name, v.Name))
+				continue
+			}
+			if e.Name == config.EnvConfig {
+				continue
+			}
+			if v.Secret == nil {
+				problems = append(problems, fmt.Sprintf("%s: %s=%q: volume %q is not a Secret", w, e.Name, p, v.Name))
+				continue
+			}
+			key := rel
+			if len(v.Secret.Items) > 0 {
+				j := slices.IndexFunc(v.Secret.Items, func(it corev1.KeyToPath) bool { return it.Path == rel })
+				if j < 0 {
+					problems = append(problems, fmt.Sprintf("%s: %s=%q: volume %q has no item with path %q", w, e.Name, p, v.Name, rel))
+					continue
+				}
+				key = v.Secret.Items[j].Key
+			}
+			if v.Secret.Optional != nil && *v.Secret.Optional {
+				problems = append(problems, fmt.Sprintf("%s: volume %q is optional; the gateway needs its files", w, v.Name))
+			}
+			if !exampleHasKey(r, v.Secret.SecretName, key) {
+				problems = append(problems, fmt.Sprintf("%s: %s=%q: Secret %q key %q is not documented in deploy/examples",
+					w, e.Name, p, v.Secret.SecretName, key))
+			}
+		}
+		return problems
+	})
+}
+
+func checkShutdown(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		drain, err := w.envDuration(config.EnvDrainDelay, defaultDrainDelay)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		shutdown, err := w.envDuration(config.EnvShutdownTimeout, defaultShutdownTimeout)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		if drain <= 0 {
+			problems = append(problems, fmt.Sprintf("%s: %s is %v; endpoints need time to drop a stopping pod", w, config.EnvDrainDelay, drain))
+		}
+		grace := 30 * time.Second // the Kubernetes default
+		if g := w.d.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+			grace = time.Duration(*g) * time.Second
+		}
+		if grace <= drain+shutdown {
+			problems = append(problems, fmt.Sprintf("%s: terminationGracePeriodSeconds %v does not exceed %s + %s = %v",
+				w, grace, config.EnvDrainDelay, config.EnvShutdownTimeout, drain+shutdown))
+		}
+		// The image has no shell: exec hooks and probes cannot run.
+		if l := w.c.Lifecycle; l != nil {
+			for name, h := range map[string]*corev1.LifecycleHandler{"preStop": l.PreStop, "postStart": l.PostStart} {
+				if h != nil && h.Exec != nil {
+					problems = append(problems, fmt.Sprintf("%s: %s runs a command; the image has no shell or tools", w, name))
+				}
+			}
+		}
+		return problems
+	})
+}
+
+func checkSecurityContext(r *rendered) []string {
+	var problems []string
+	for _, d := range typedObjects[*appsv1.Deployment](r.objects) {
+		spec := d.Spec.Template.Spec
+		obj := "Deployment/" + d.Name
+		if spec.HostNetwork || spec.HostPID || spec.HostIPC {
+			problems = append(problems, fmt.Sprintf("%s: uses a host namespace", obj))
+		}
+		pod := spec.SecurityContext
+		if pod == nil {
+			pod = &corev1.PodSecurityContext{}
+		}
+		all := append(slices.Clone(spec.InitContainers), spec.Containers...)
+		for _, c := range all {
+			what := fmt.Sprintf("%s container %q", obj, c.Name)
+			sc := c.SecurityContext
+			if sc == nil {
+				problems = append(problems, fmt.Sprintf("%s: no securityContext", what))
+				continue
+			}
+			if !orBool(sc.RunAsNonRoot, pod.RunAsNonRoot) {
+				problems = append(problems, fmt.Sprintf("%s: runAsNonRoot is not true", what))
+			}
+			uid := sc.RunAsUser
+			if uid == nil {
+				uid = pod.RunAsUser
+			}
+			if uid == nil || *uid == 0 {
+				problems = append(problems, fmt.Sprintf("%s: runAsUser %s; want a numeric non-root UID", what, ptrString(uid)))
+			}
+			seccomp := sc.SeccompProfile
+			if seccomp == nil {
+				seccomp = pod.SeccompProfile
+			}
+			if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				problems = append(problems, fmt.Sprintf("%s: seccompProfile is not RuntimeDefault", what))
+			}
+			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				problems = append(problems, fmt.Sprintf("%s: allowPrivilegeEscalation is not false", what))
+			}
+			if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				problems = append(problems, fmt.Sprintf("%s: readOnlyRootFilesystem is not true", what))
+			}
+			if sc.Privileged != nil && *sc.Privileged {
+				problems = append(problems, fmt.Sprintf("%s: privileged", what))
+			}
+			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+				problems = append(problems, fmt.Sprintf("%s: capabilities do not drop ALL", what))
+			} else if len(sc.Capabilities.Add) > 0 {
+				problems = append(problems, fmt.Sprintf("%s: adds capabilities %v", what, sc.Capabilities.Add))
+			}
+		}
+	}
+	return problems
+}
+
+// orBool returns the container's setting, else the pod's, else false.
+func orBool(container, pod *bool) bool {
+	if container != nil {
+		return *container
+	}
+	return pod != nil && *pod
+}
+
+func checkServiceAccount(r *rendered) []string {
+	var problems []string
+	accounts := typedObjects[*corev1.ServiceAccount](r.objects)
+	for _, d := range typedObjects[*appsv1.Deployment](r.objects) {
+		spec := d.Spec.Template.Spec
+		obj := "Deployment/" + d.Name
+		if spec.ServiceAccountName == "" || spec.ServiceAccountName == "default" {
+			problems = append(problems, fmt.Sprintf("%s: runs as the namespace's default ServiceAccount", obj))
+		} else if !slices.ContainsFunc(accounts, func(a *corev1.ServiceAccount) bool { return a.Name == spec.ServiceAccountName }) {
+			problems = append(problems, fmt.Sprintf("%s: ServiceAccount %q is not rendered", obj, spec.ServiceAccountName))
+		}
+		if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+			problems = append(problems, fmt.Sprintf("%s: automountServiceAccountToken is not false", obj))
+		}
+	}
+	for _, a := range accounts {
+		if a.AutomountServiceAccountToken == nil || *a.AutomountServiceAccountToken {
+			problems = append(problems, fmt.Sprintf("ServiceAccount/%s: automountServiceAccountToken is not false", a.Name))
+		}
+	}
+	return problems
+}
+
+func checkResources(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		res := w.c.Resources
+		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			req, hasReq := res.Requests[name]
+			lim, hasLim := res.Limits[name]
+			if !hasReq || req.IsZero() {
+				problems = append(problems, fmt.Sprintf("%s: no %s request", w, name))
+			}
+			if !hasLim || lim.IsZero() {
+				problems = append(problems, fmt.Sprintf("%s: no %s limit", w, name))
+			}
+			if hasReq && hasLim && req.Cmp(lim) > 0 {
+				problems = append(problems, fmt.Sprintf("%s: %s request %s exceeds limit %s", w, name, req.String(), lim.String()))
+			}
+		}
+		if e, ok := w.env["GOMEMLIMIT"]; ok {
+			soft, err := parseGoMemLimit(e.Value)
+			lim, hasLim := res.Limits[corev1.ResourceMemory]
+			switch {
+			case err != nil:
+				problems = append(problems, fmt.Sprintf("%s: GOMEMLIMIT=%q: %v", w, e.Value, err))
+			case hasLim && soft > lim.Value()*95/100:
+				// The runtime needs room for memory it does not count (stacks
+				// of blocked threads, the binary): keep the soft limit clear.
+				problems = append(problems, fmt.Sprintf("%s: GOMEMLIMIT=%s is above 95%% of the memory limit %s", w, e.Value, lim.String()))
+			}
+		}
+		return problems
+	})
+}
+
+// parseGoMemLimit parses GOMEMLIMIT's syntax: bytes with an optional B, KiB,
+// MiB, GiB or TiB suffix.
+func parseGoMemLimit(s string) (int64, error) {
+	for i, suffix := range []string{"TiB", "GiB", "MiB", "KiB", "B"} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return v << (10 * (4 - i)), nil
+		}
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+func checkTopologySpread(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		byNode := false
+		for _, c := range w.d.Spec.Template.Spec.TopologySpreadConstraints {
+			ok, err := selects(c.LabelSelector, w.podLabels())
+			if err != nil || !ok {
+				problems = append(problems, fmt.Sprintf("%s: topology spread on %s does not select the gateway's pods", w, c.TopologyKey))
+				continue
+			}
+			if c.TopologyKey == corev1.LabelHostname {
+				byNode = true
+			}
+		}
+		if !byNode {
+			problems = append(problems, fmt.Sprintf("%s: no topology spread across nodes (%s)", w, corev1.LabelHostname))
+		}
+		return problems
+	})
+}
+
+func checkImage(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		img := w.c.Image
+		if _, digest, ok := strings.Cut(img, "@"); ok && strings.HasPrefix(digest, "sha256:") {
+			return nil
+		}
+		name := img[strings.LastIndex(img, "/")+1:]
+		_, tag, ok := strings.Cut(name, ":")
+		if !ok || tag == "" || tag == "latest" {
+			return []string{fmt.Sprintf("%s: image %q has no pinned tag or digest", w, img)}
+		}
+		return nil
+	})
+}
+
+// servicePortTarget resolves a Service port to the container port it reaches.
+func servicePortTarget(w workload, sp corev1.ServicePort) (corev1.ContainerPort, bool) {
+	target := sp.TargetPort
+	if target.Type == intstr.Int && target.IntVal == 0 {
+		target = intstr.FromInt32(sp.Port)
+	}
+	return w.containerPort(target)
+}
+
+func checkService(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		api, admin, problems := w.ports()
+		if len(problems) > 0 {
+			return problems
+		}
+		for _, s := range typedObjects[*corev1.Service](r.objects) {
+			for _, want := range []struct {
+				name string
+				port int32
+			}{{apiPortName, api}, {adminPortName, admin}} {
+				i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == want.name })
+				if i < 0 {
+					problems = append(problems, fmt.Sprintf("Service/%s: no port named %q", s.Name, want.name))
+					continue
+				}
+				sp := s.Spec.Ports[i]
+				cp, ok := servicePortTarget(w, sp)
+				switch {
+				case !ok:
+					problems = append(problems, fmt.Sprintf("Service/%s: port %q targets %s, not a port of %s", s.Name, sp.Name, sp.TargetPort.String(), w))
+				case cp.ContainerPort != want.port:
+					problems = append(problems, fmt.Sprintf("Service/%s: port %q reaches container port %d; want %d", s.Name, sp.Name, cp.ContainerPort, want.port))
+				}
+				if sp.Port != want.port {
+					problems = append(problems, fmt.Sprintf("Service/%s: port %q is %d; want %d", s.Name, sp.Name, sp.Port, want.port))
+				}
+			}
+			if t := s.Spec.Type; t != "" && t != corev1.ServiceTypeClusterIP {
+				problems = append(problems, fmt.Sprintf("Service/%s: type %s exposes the admin port outside the cluster; want ClusterIP", s.Name, t))
+			}
+		}
+		return problems
+	})
+}
+
+func checkIngress(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		api, _, problems := w.ports()
+		if len(problems) > 0 {
+			return problems
+		}
+		services := typedObjects[*corev1.Service](r.objects)
+		for _, ing := range typedObjects[*networkingv1.Ingress](r.objects) {
+			obj := "Ingress/" + ing.Name
+			var backends []*networkingv1.IngressBackend
+			if ing.Spec.DefaultBackend != nil {
+				backends = append(backends, ing.Spec.DefaultBackend)
+			}
+			for _, rule := range ing.Spec.Rules {
+				if rule.HTTP == nil {
+					continue
+				}
+				for _, p := range rule.HTTP.Paths {
+					backends = append(backends, &p.Backend)
+				}
+			}
+			if len(backends) == 0 {
+				problems = append(problems, fmt.Sprintf("%s: no backends", obj))
+			}
+			for _, b := range backends {
+				if b.Service == nil {
+					problems = append(problems, fmt.Sprintf("%s: a backend is not a Service", obj))
+					continue
+				}
+				i := slices.IndexFunc(services, func(s *corev1.Service) bool { return s.Name == b.Service.Name })
+				if i < 0 {
+					problems = append(problems, fmt.Sprintf("%s: backend Service %q is not rendered", obj, b.Service.Name))
+					continue
+				}
+				s := services[i]
+				j := slices.IndexFunc(s.Spec.Ports, func(sp corev1.ServicePort) bool {
+					if b.Service.Port.Name != "" {
+						return sp.Name == b.Service.Port.Name
+					}
+					return sp.Port == b.Service.Port.Number
+				})
+				if j < 0 {
+					problems = append(problems, fmt.Sprintf("%s: backend port %s/%s is not a port of the Service", obj, b.Service.Name, backendPort(b)))
+					continue
+				}
+				cp, ok := servicePortTarget(w, s.Spec.Ports[j])
+				if !ok || cp.ContainerPort != api {
+					problems = append(problems, fmt.Sprintf("%s: backend %s/%s does not reach the API port %d; only the API may be published",
+						obj, b.Service.Name, backendPort(b), api))
+				}
+			}
+		}
+		return problems
+	})
+}
+
+func backendPort(b *networkingv1.IngressBackend) string {
+	if b.Service.Port.Name != "" {
+		return b.Service.Port.Name
+	}
+	return strconv.Itoa(int(b.Service.Port.Number))
+}
+
+// protoPort is a NetworkPolicy port after resolving names.
+type protoPort struct {
+	proto corev1.Protocol
+	port  int32
+}
+
+func (p protoPort) String() string { return fmt.Sprintf("%d/%s", p.port, p.proto) }
+
+// policyPorts resolves a rule's ports against the container's named ports.
+func policyPorts(w workload, ports []networkingv1.NetworkPolicyPort) ([]protoPort, []string) {
+	var out []protoPort
+	var problems []string
+	for _, p := range ports {
+		proto := corev1.ProtocolTCP
+		if p.Protocol != nil {
+			proto = *p.Protocol
+		}
+		switch {
+		case p.Port == nil:
+			problems = append(problems, fmt.Sprintf("a %s port entry without a port allows every port", proto))
+			continue
+		case p.EndPort != nil:
+			problems = append(problems, fmt.Sprintf("port range %s-%d", p.Port.String(), *p.EndPort))
+			continue
+		}
+		n := p.Port.IntVal
+		if p.Port.Type == intstr.String {
+			cp, ok := w.containerPort(*p.Port)
+			if !ok {
+				problems = append(problems, fmt.Sprintf("port %q is not a container port", p.Port.StrVal))
+				continue
+			}
+			n = cp.ContainerPort
+		}
+		out = append(out, protoPort{proto, n})
+	}
+	return out, problems
+}
+
+func checkNetworkPolicy(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		api, admin, problems := w.ports()
+		if len(problems) > 0 {
+			return problems
+		}
+		policies := typedObjects[*networkingv1.NetworkPolicy](r.objects)
+		if len(policies) == 0 {
+			return []string{fmt.Sprintf("%s: no NetworkPolicy", w)}
+		}
+		allowedEgress := []protoPort{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}, {corev1.ProtocolTCP, 443}}
+		requiredEgress := slices.Clone(allowedEgress)
+		if _, ok := w.env[config.EnvRedisURL]; ok {
+			allowedEgress = append(allowedEgress, protoPort{corev1.ProtocolTCP, redisPort})
+			requiredEgress = append(requiredEgress, protoPort{corev1.ProtocolTCP, redisPort})
+		}
+		if base, err := w.envValue(config.EnvBaseURL, defaultBaseURL); err == nil {
+			u, err := url.Parse(base)
+			if err != nil || u.Scheme != "https" || u.Port() != "" && u.Port() != "443" {
+				problems = append(problems, fmt.Sprintf("%s: %s=%q: egress allows HTTPS on 443 only", w, config.EnvBaseURL, base))
+			}
+		}
+		for _, np := range policies {
+			obj := "NetworkPolicy/" + np.Name
+			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) ||
+				!slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+				problems = append(problems, fmt.Sprintf("%s: policyTypes %v; want Ingress and Egress", obj, np.Spec.PolicyTypes))
+			}
+			var apiAllowed, adminAllowed bool
+			for i, rule := range np.Spec.Ingress {
+				what := fmt.Sprintf("%s ingress rule %d", obj, i)
+				ports, msgs := policyPorts(w, rule.Ports)
+				for _, m := range msgs {
+					problems = append(problems, what+": "+m)
+				}
+				if len(rule.Ports) == 0 {
+					problems = append(problems, what+": no ports: allows every port")
+				}
+				if len(rule.From) == 0 {
+					problems = append(problems, what+": no from: allows every source")
+				}
+				toAdmin := false
+				for _, p := range ports {
+					switch {
+					case p.port == api && p.proto == corev1.ProtocolTCP:
+						apiAllowed = true
+					case p.port == admin && p.proto == corev1.ProtocolTCP:
+						adminAllowed, toAdmin = true, true
+					default:
+						problems = append(problems, fmt.Sprintf("%s: port %s is neither the API nor the admin port", what, p))
+					}
+				}
+				for _, peer := range rule.From {
+					ns := peer.NamespaceSelector
+					switch {
+					case peer.IPBlock != nil:
+						problems = append(problems, what+": ipBlock peer; allow namespaces by label")
+					case ns == nil:
+						problems = append(problems, what+": peer without namespaceSelector; allow namespaces by label")
+					case len(ns.MatchLabels) == 0 && len(ns.MatchExpressions) == 0:
+						problems = append(problems, what+": empty namespaceSelector allows every namespace")
+					case toAdmin && ns.MatchLabels[namespaceNameLabel] != monitoringNamespace:
+						problems = append(problems, fmt.Sprintf("%s: admin port open to %s; want the %s namespace only",
+							what, metav1.FormatLabelSelector(ns), monitoringNamespace))
+					}
+				}
+			}
+			if !apiAllowed {
+				problems = append(problems, fmt.Sprintf("%s: no ingress to the API port %d", obj, api))
+			}
+			if !adminAllowed {
+				problems = append(problems, fmt.Sprintf("%s: no ingress to the admin port %d: Prometheus cannot scrape", obj, admin))
+			}
+			var egress []protoPort
+			for i, rule := range np.Spec.Egress {
+				what := fmt.Sprintf("%s egress rule %d", obj, i)
+				ports, msgs := policyPorts(w, rule.Ports)
+				for _, m := range msgs {
+					problems = append(problems, what+": "+m)
+				}
+				if len(rule.Ports) == 0 {
+					problems = append(problems, what+": no ports: allows every port")
+				}
+				for _, p := range ports {
+					if !slices.Contains(allowedEgress, p) {
+						problems = append(problems, fmt.Sprintf("%s: port %s; egress is DNS, HTTPS and (with Redis) %d only", what, p, redisPort))
+					}
+				}
+				egress = append(egress, ports...)
+			}
+			for _, p := range requiredEgress {
+				if !slices.Contains(egress, p) {
+					problems = append(problems, fmt.Sprintf("%s: no egress to %s", obj, p))
+				}
+			}
+		}
+		return problems
+	})
+}
+
+// replicaFloor is the fewest replicas the gateway may run with.
+func replicaFloor(r *rendered, w workload) int32 {
+	n := int32(1)
+	if w.d.Spec.Replicas != nil {
+		n = *w.d.Spec.Replicas
+	}
+	for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
+		if h.Spec.MinReplicas != nil && *h.Spec.MinReplicas < n {
+			n = *h.Spec.MinReplicas
+		}
+	}
+	return n
+}
+
+func checkPodDisruptionBudget(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		floor := int(replicaFloor(r, w))
+		for _, p := range typedObjects[*policyv1.PodDisruptionBudget](r.objects) {
+			obj := "PodDisruptionBudget/" + p.Name
+			switch {
+			case p.Spec.MaxUnavailable != nil && p.Spec.MinAvailable != nil:
+				problems = append(problems, obj+": sets both maxUnavailable and minAvailable")
+			case p.Spec.MaxUnavailable != nil:
+				n, err := intstr.GetScaledValueFromIntOrPercent(p.Spec.MaxUnavailable, floor, true)
+				if err != nil || n < 1 {
+					problems = append(problems, fmt.Sprintf("%s: maxUnavailable %s allows no eviction at %d replicas; node drains would hang",
+						obj, p.Spec.MaxUnavailable.String(), floor))
+				}
+			case p.Spec.MinAvailable != nil:
+				n, err := intstr.GetScaledValueFromIntOrPercent(p.Spec.MinAvailable, floor, true)
+				if err != nil || n >= floor {
+					problems = append(problems, fmt.Sprintf("%s: minAvailable %s allows no eviction at %d replicas; node drains would hang",
+						obj, p.Spec.MinAvailable.String(), floor))
+				}
+				if err == nil && n < 1 {
+					problems = append(problems, fmt.Sprintf("%s: minAvailable %s protects nothing", obj, p.Spec.MinAvailable.String()))
+				}
+			default:
+				problems = append(problems, obj+": neither maxUnavailable nor minAvailable")
+			}
+		}
+		return problems
+	})
+}
+
+func checkAutoscaler(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		var problems []string
+		for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
+			obj := "HorizontalPodAutoscaler/" + h.Name
+			lo := int32(1)
+			if h.Spec.MinReplicas != nil {
+				lo = *h.Spec.MinReplicas
+			}
+			if lo < minReplicas {
+				problems = append(problems, fmt.Sprintf("%s: minReplicas %d; want at least %d", obj, lo, minReplicas))
+			}
+			if h.Spec.MaxReplicas < lo {
+				problems = append(problems, fmt.Sprintf("%s: maxReplicas %d below minReplicas %d", obj, h.Spec.MaxReplicas, lo))
+			}
+			if n := w.d.Spec.Replicas; n != nil && (*n < lo || *n > h.Spec.MaxReplicas) {
+				problems = append(problems, fmt.Sprintf("%s: %s replicas %d lie outside %d..%d", obj, w, *n, lo, h.Spec.MaxReplicas))
+			}
+			if len(h.Spec.Metrics) == 0 {
+				problems = append(problems, obj+": no metrics")
+			}
+			for _, m := range h.Spec.Metrics {
+				if m.Resource == nil || m.Resource.Target.Type != autoscalingv2.UtilizationMetricType {
+					continue
+				}
+				// Utilization is relative to the request; without one the HPA does nothing.
+				if q, ok := w.c.Resources.Requests[m.Resource.Name]; !ok || q.IsZero() {
+					problems = append(problems, fmt.Sprintf("%s: scales on %s utilization but %s requests no %s", obj, m.Resource.Name, w, m.Resource.Name))
+				}
+			}
+		}
+		return problems
+	})
+}
+
+func checkServiceMonitor(r *rendered) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		_, admin, problems := w.ports()
+		if len(problems) > 0 {
+			return problems
+		}
+		services := typedObjects[*corev1.Service](r.objects)
+		for _, sm := range typedObjects[*monitoringv1.ServiceMonitor](r.objects) {
+			obj := "ServiceMonitor/" + sm.Name
+			if len(sm.Spec.Endpoints) == 0 {
+				problems = append(problems, obj+": no endpoints")
+			}
+			for _, ep := range sm.Spec.Endpoints {
+				if ep.Path != metricsPath {
+					problems = append(problems, fmt.Sprintf("%s: path %q; want %q", obj, ep.Path, metricsPath))
+				}
+				if ep.Port != adminPortName || ep.TargetPort != nil {
+					problems = append(problems, fmt.Sprintf("%s: port %q; want the Service port %q", obj, ep.Port, adminPortName))
+					continue
+				}
+				for _, s := range services {
+					if ok, err := selects(&sm.Spec.Selector, s.Labels); err != nil || !ok {
+						continue
+					}
+					i := slices.IndexFunc(s.Spec.Ports, func(sp corev1.ServicePort) bool { return sp.Name == ep.Port })
+					if i < 0 {
+						problems = append(problems, fmt.Sprintf("%s: Service/%s has no port %q", obj, s.Name, ep.Port))
+						continue
+					}
+					if cp, ok := servicePortTarget(w, s.Spec.Ports[i]); !ok || cp.ContainerPort != admin {
+						problems = append(problems, fmt.Sprintf("%s: Service/%s port %q does not reach the admin port %d", obj, s.Name, ep.Port, admin))
+					}
+				}
+			}
+			ns := sm.Spec.NamespaceSelector
+			if !ns.Any && len(ns.MatchNames) > 0 && !slices.Contains(ns.MatchNames, w.d.Namespace) {
+				problems = append(problems, fmt.Sprintf("%s: namespaceSelector %v excludes %s's namespace %q", obj, ns.MatchNames, w, w.d.Namespace))
+			}
+		}
+		return problems
+	})
+}

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -11,11 +13,14 @@ import (
 )
 
 // identify authenticates the caller when a registry is configured, and
-// returns the rate-limit key and policy that apply.
+// returns the rate-limit key and policy that apply. Without a registry a
+// caller is its client address, as the IP extractor (see ipExtractor)
+// finds it; the key is then the address in canonical form, so that one
+// client has one bucket however a proxy spells its address.
 func (g *Gateway) identify(c echo.Context, st *requestState) (string, ratelimit.Policy, error) {
 	if g.callers == nil {
 		st.caller = anonymous
-		return c.RealIP(), g.policy, nil
+		return clientKey(c.RealIP()), g.policy, nil
 	}
 	tok, ok := callers.BearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
 	if !ok {
@@ -26,20 +31,35 @@ func (g *Gateway) identify(c echo.Context, st *requestState) (string, ratelimit.
 		return "", g.policy, errUnauthorized
 	}
 	st.caller = caller.Name
-	p := g.policy
+	return caller.Name, callerPolicy(g.policy, caller), nil
+}
+
+// callerPolicy is the default policy with caller's own rate and burst, each
+// when set. A caller given a rate but no burst keeps the default burst.
+func callerPolicy(p ratelimit.Policy, caller *callers.Caller) ratelimit.Policy {
 	if caller.Rate != nil {
 		p.Rate = *caller.Rate
 	}
 	if caller.Burst != nil {
 		p.Burst = *caller.Burst
-	} else if caller.Rate != nil && p.Burst < 1 {
-		p.Burst = 1
 	}
-	return caller.Name, p, nil
+	p.Burst = max(p.Burst, 1)
+	return p
 }
 
-// limit takes a token from the caller's bucket and sets the IETF
-// RateLimit-Policy and RateLimit headers (draft-ietf-httpapi-ratelimit-headers).
+// clientKey is the canonical text of an IP address (an IPv4-mapped IPv6
+// address as IPv4), or s itself when it is not one.
+func clientKey(s string) string {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return s
+	}
+	return a.Unmap().String()
+}
+
+// limit takes a token from the caller's bucket and sets the RateLimit-Policy
+// and RateLimit headers of draft-ietf-httpapi-ratelimit-headers on the
+// answer, whether the request is allowed or refused.
 func (g *Gateway) limit(c echo.Context, st *requestState, key string, p ratelimit.Policy) error {
 	if p.Unlimited() {
 		return nil
@@ -51,34 +71,52 @@ func (g *Gateway) limit(c echo.Context, st *requestState, key string, p ratelimi
 	if d.Allowed {
 		return nil
 	}
-	name := st.caller
-	g.metrics.RateLimited(name)
+	g.metrics.RateLimited(st.caller)
 	return &apiError{status: http.StatusTooManyRequests,
 		reason: "Rate limit exceeded; retry after the time in Retry-After.", retryAfter: d.RetryAfter}
 }
 
+// policyName names the one quota policy in the rate limit headers.
+const policyName = `"caller"`
+
+// policyHeader is the RateLimit-Policy field: a structured-field list of
+// one item, the policy's name with q, the quota in requests, and w, its
+// window in whole seconds (at least 1). The window is the time an empty
+// bucket takes to fill, rounded up, and the quota is what the rate allows
+// in that window, never less than the burst: "caller";q=100;w=2 for 50/s
+// with bursts of 100, "caller";q=1;w=5 for 0.2/s.
 func policyHeader(p ratelimit.Policy) string {
+	w := retryAfterSeconds(p.Window())
+	q := max(p.Burst, int(math.Floor(p.Rate*float64(w)+1e-9)))
 	b := make([]byte, 0, 40)
-	b = append(b, `"caller";q=`...)
-	b = strconv.AppendInt(b, int64(p.Burst), 10)
+	b = append(b, policyName...)
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, int64(q), 10)
 	b = append(b, ";w="...)
-	b = strconv.AppendInt(b, int64(retryAfterSeconds(p.Window())), 10)
+	b = strconv.AppendInt(b, int64(w), 10)
 	return string(b)
 }
 
+// limitHeader is the RateLimit field: the policy's name with r, the whole
+// requests left, and t, the effective window in whole seconds. When the
+// request is refused, t is the Retry-After delay (the draft asks that
+// Retry-After not end before the window does); otherwise it is the time
+// until the bucket is full again. Spreading r requests over t seconds
+// never meets a refusal.
 func limitHeader(d ratelimit.Decision) string {
 	t := d.Reset
 	if !d.Allowed {
 		t = d.RetryAfter
 	}
-	b := make([]byte, 0, 32)
-	b = append(b, `"caller";r=`...)
-	b = strconv.AppendInt(b, int64(d.Remaining), 10)
-	b = append(b, ";t="...)
 	secs := 0
 	if t > 0 {
 		secs = retryAfterSeconds(t)
 	}
+	b := make([]byte, 0, 32)
+	b = append(b, policyName...)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(d.Remaining), 10)
+	b = append(b, ";t="...)
 	b = strconv.AppendInt(b, int64(secs), 10)
 	return string(b)
 }

@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"regexp"
 	"strings"
 
@@ -20,7 +22,8 @@ import (
 type Caller struct {
 	// Name identifies the caller in rate limits, logs and metric labels.
 	Name string
-	// Rate and Burst override the gateway's default rate limit when set.
+	// Rate and Burst override the gateway's default rate limit when set;
+	// a Rate of zero exempts the caller from rate limiting.
 	Rate  *float64
 	Burst *int
 
@@ -33,27 +36,44 @@ type Registry struct {
 	callers []Caller
 }
 
-type fileFormat struct {
-	Callers []struct {
-		Name        string   `yaml:"name"`
-		TokenSHA256 string   `yaml:"token_sha256"`
-		Rate        *float64 `yaml:"rate"`
-		Burst       *int     `yaml:"burst"`
-	} `yaml:"callers"`
+// file and entry are the callers file's YAML.
+type file struct {
+	Callers []entry `yaml:"callers"`
+}
+
+type entry struct {
+	Name        string   `yaml:"name"`
+	TokenSHA256 string   `yaml:"token_sha256"`
+	Rate        *float64 `yaml:"rate"`
+	Burst       *int     `yaml:"burst"`
 }
 
 // A name becomes a metric label value and a log field, so it is kept to
 // a short, plain set of characters.
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
-// Parse reads a callers file. Unknown keys, duplicate names or hashes, and
-// malformed hashes are errors naming the entry.
+// Anonymous is the metric label of requests without a registered caller,
+// so no caller may take it as a name.
+const Anonymous = "anonymous"
+
+// Parse reads a callers file. Unknown keys, duplicate names or hashes,
+// malformed hashes and out-of-range limits are errors naming the entry.
 func Parse(data []byte) (*Registry, error) {
-	var f fileFormat
+	var f file
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
+		var te *yaml.TypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil, errors.New("callers file is empty")
+		case errors.As(err, &te):
+			return nil, fmt.Errorf("parsing callers file: %s", typeErrors(te))
+		}
 		return nil, fmt.Errorf("parsing callers file: %w", err)
+	}
+	if err := dec.Decode(new(any)); !errors.Is(err, io.EOF) {
+		return nil, errors.New("callers file must hold a single YAML document")
 	}
 	if len(f.Callers) == 0 {
 		return nil, errors.New("callers file lists no callers")
@@ -64,7 +84,10 @@ func Parse(data []byte) (*Registry, error) {
 	for i, c := range f.Callers {
 		where := fmt.Sprintf("callers[%d]", i)
 		if !validName.MatchString(c.Name) {
-			return nil, fmt.Errorf("%s: name %q must be 1-63 characters of A-Z a-z 0-9 . _ -", where, c.Name)
+			return nil, fmt.Errorf("%s: name %q must be 1-63 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit", where, c.Name)
+		}
+		if c.Name == Anonymous {
+			return nil, fmt.Errorf("%s: name %q is reserved for requests without a caller", where, c.Name)
 		}
 		where = fmt.Sprintf("caller %q", c.Name)
 		if names[c.Name] {
@@ -81,8 +104,8 @@ func Parse(data []byte) (*Registry, error) {
 			return nil, fmt.Errorf("%s: token_sha256 is shared with another caller", where)
 		}
 		hashes[h] = true
-		if c.Rate != nil && *c.Rate < 0 {
-			return nil, fmt.Errorf("%s: rate must not be negative", where)
+		if c.Rate != nil && (*c.Rate < 0 || math.IsNaN(*c.Rate) || math.IsInf(*c.Rate, 0)) {
+			return nil, fmt.Errorf("%s: rate must be a number of requests per second, 0 or more", where)
 		}
 		if c.Burst != nil && *c.Burst < 1 {
 			return nil, fmt.Errorf("%s: burst must be at least 1", where)
@@ -90,6 +113,18 @@ func Parse(data []byte) (*Registry, error) {
 		r.callers = append(r.callers, Caller{Name: c.Name, Rate: c.Rate, Burst: c.Burst, hash: h})
 	}
 	return r, nil
+}
+
+var unknownField = regexp.MustCompile(`^(line \d+): field (.*) not found in type \S+$`)
+
+// typeErrors puts the YAML decoder's messages about keys and values on one
+// line, and says "unknown key" where it names a Go type.
+func typeErrors(te *yaml.TypeError) string {
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = unknownField.ReplaceAllString(m, `$1: unknown key "$2"`)
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // Len returns the number of callers.
@@ -113,8 +148,9 @@ func (r *Registry) Authenticate(token string) (*Caller, bool) {
 }
 
 // BearerToken extracts the token of an "Authorization: Bearer <token>"
-// header value. It reports false for anything else, including an empty or
-// oversized token or one with characters outside RFC 6750's token68.
+// header value; the scheme is case-insensitive. It reports false for
+// anything else, including an empty or oversized token or one that is not
+// RFC 6750's b64token (A-Z a-z 0-9 - . _ ~ + /, then optional = padding).
 func BearerToken(header string) (string, bool) {
 	const prefix = "bearer "
 	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
@@ -124,11 +160,15 @@ func BearerToken(header string) (string, bool) {
 	if tok == "" || len(tok) > 4096 {
 		return "", false
 	}
-	for i := 0; i < len(tok); i++ {
-		c := tok[i]
+	body := strings.TrimRight(tok, "=")
+	if body == "" {
+		return "", false
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '-', c == '.', c == '_', c == '~', c == '+', c == '/', c == '=':
+			c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
 		default:
 			return "", false
 		}

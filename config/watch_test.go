@@ -1,0 +1,304 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// watchParse accepts any content but one starting with "bad".
+func watchParse(data []byte) (string, error) {
+	if strings.HasPrefix(string(data), "bad") {
+		return "", errors.New("content is bad")
+	}
+	return string(data), nil
+}
+
+// watchMount is a directory laid out as Kubernetes mounts a Secret or a
+// ConfigMap: the file is a symlink through ..data, itself a symlink to a
+// timestamped directory, and an update swaps ..data atomically.
+type watchMount struct {
+	dir, name string
+	version   int
+}
+
+// newWatchMount creates the layout with the file name holding content, and
+// returns it; File is the path a program is given.
+func newWatchMount(t *testing.T, name, content string) *watchMount {
+	t.Helper()
+	m := &watchMount{dir: t.TempDir(), name: name}
+	ts := m.writeVersion(t, content)
+	if err := os.Symlink(ts, filepath.Join(m.dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", name), filepath.Join(m.dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// File is the visible path of the mounted file.
+func (m *watchMount) File() string { return filepath.Join(m.dir, m.name) }
+
+func (m *watchMount) writeVersion(t *testing.T, content string) string {
+	t.Helper()
+	m.version++
+	ts := fmt.Sprintf("..2026_01_%02d", m.version)
+	if err := os.Mkdir(filepath.Join(m.dir, ts), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, ts, m.name), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// Update writes content into a new timestamped directory, swaps ..data to
+// it with a rename, and removes the old directory, as the kubelet does.
+func (m *watchMount) Update(t *testing.T, content string) {
+	t.Helper()
+	old, err := os.Readlink(filepath.Join(m.dir, "..data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := m.writeVersion(t, content)
+	tmp := filepath.Join(m.dir, "..data_tmp")
+	if err := os.Symlink(ts, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(m.dir, old)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeWatchFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type reloadResult struct {
+	changed bool
+	err     bool
+}
+
+func reload[T any](t *testing.T, w *Watched[T]) reloadResult {
+	t.Helper()
+	changed, err := w.Reload()
+	return reloadResult{changed, err != nil}
+}
+
+func TestNewWatchedErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := NewWatched(filepath.Join(dir, "missing"), watchParse); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: got %v; want a not-exist error", err)
+	}
+	bad := filepath.Join(dir, "bad")
+	writeWatchFile(t, bad, "bad content")
+	if _, err := NewWatched(bad, watchParse); err == nil || err.Error() != "content is bad" {
+		t.Errorf("bad file: got %v; want the parser's error", err)
+	}
+}
+
+// TestWatchedReload walks a file through good, unchanged, bad, repeated
+// bad, fixed, removed and restored content.
+func TestWatchedReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "callers.yaml")
+	writeWatchFile(t, path, "one")
+	w, err := NewWatched(path, watchParse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Path() != path {
+		t.Errorf("Path %q; want %q", w.Path(), path)
+	}
+	steps := []struct {
+		name    string
+		content string // written before Reload; "-" removes the file, "" leaves it
+		want    reloadResult
+		value   string
+	}{
+		{"unchanged", "", reloadResult{}, "one"},
+		{"changed", "two", reloadResult{changed: true}, "two"},
+		{"rewritten with the same content", "two", reloadResult{}, "two"},
+		{"bad content keeps the last good value", "bad three", reloadResult{err: true}, "two"},
+		{"the same bad content is reported once", "", reloadResult{}, "two"},
+		{"other bad content is reported", "bad four", reloadResult{err: true}, "two"},
+		{"fixed", "five", reloadResult{changed: true}, "five"},
+		{"removed file keeps the last good value", "-", reloadResult{err: true}, "five"},
+		{"still removed is reported once", "", reloadResult{}, "five"},
+		{"restored with the same content", "five", reloadResult{}, "five"},
+		{"bad after the last good content", "bad six", reloadResult{err: true}, "five"},
+		{"back to the last good content", "five", reloadResult{}, "five"},
+		{"bad six again is reported again", "bad six", reloadResult{err: true}, "five"},
+	}
+	for _, s := range steps {
+		switch s.content {
+		case "":
+		case "-":
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			writeWatchFile(t, path, s.content)
+		}
+		if got := reload(t, w); got != s.want {
+			t.Errorf("%s: Reload reported %+v; want %+v", s.name, got, s.want)
+		}
+		if got := w.Get(); got != s.value {
+			t.Errorf("%s: Get %q; want %q", s.name, got, s.value)
+		}
+	}
+}
+
+func TestWatchedReloadErrorNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "callers.yaml")
+	writeWatchFile(t, path, "one")
+	w, err := NewWatched(path, watchParse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeWatchFile(t, path, "bad")
+	_, err = w.Reload()
+	if want := "parsing " + path + ": content is bad"; err == nil || err.Error() != want {
+		t.Errorf("got %v; want %q", err, want)
+	}
+	os.Remove(path)
+	_, err = w.Reload()
+	if err == nil || !strings.HasPrefix(err.Error(), "reading "+path+": ") || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got %v; want a reading error naming %s", err, path)
+	}
+}
+
+// TestWatchedFollowsKubernetesSwap updates a file the way the kubelet
+// updates a mounted Secret: the visible path never changes, ..data does.
+func TestWatchedFollowsKubernetesSwap(t *testing.T) {
+	m := newWatchMount(t, "callers.yaml", "one")
+	w, err := NewWatched(m.File(), watchParse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Update(t, "two")
+	if got := reload(t, w); got != (reloadResult{changed: true}) {
+		t.Fatalf("Reload after swap reported %+v; want changed", got)
+	}
+	if got := w.Get(); got != "two" {
+		t.Fatalf("Get %q; want %q", got, "two")
+	}
+	m.Update(t, "bad three")
+	if got := reload(t, w); got != (reloadResult{err: true}) {
+		t.Fatalf("Reload after a bad swap reported %+v; want an error", got)
+	}
+	if got := w.Get(); got != "two" {
+		t.Fatalf("Get %q after a bad swap; want %q", got, "two")
+	}
+}
+
+// TestWatchedRun polls with a short interval and reports a swap, a bad
+// swap and a fix, each once, then stops when its context ends.
+func TestWatchedRun(t *testing.T) {
+	m := newWatchMount(t, "callers.yaml", "one")
+	w, err := NewWatched(m.File(), watchParse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type report struct {
+		changed bool
+		err     error
+	}
+	reports := make(chan report, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx, 5*time.Millisecond, func(changed bool, err error) { reports <- report{changed, err} })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	next := func() report {
+		t.Helper()
+		select {
+		case r := <-reports:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("no report within 10s")
+			return report{}
+		}
+	}
+
+	m.Update(t, "two")
+	if r := next(); !r.changed || r.err != nil || w.Get() != "two" {
+		t.Fatalf("after swap: report %+v, Get %q; want changed to two", r, w.Get())
+	}
+	m.Update(t, "bad")
+	if r := next(); r.changed || r.err == nil || w.Get() != "two" {
+		t.Fatalf("after bad swap: report %+v, Get %q; want an error, still two", r, w.Get())
+	}
+	m.Update(t, "three")
+	if r := next(); !r.changed || r.err != nil || w.Get() != "three" {
+		t.Fatalf("after fix: report %+v, Get %q; want changed to three", r, w.Get())
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	select {
+	case r := <-reports:
+		t.Errorf("unexpected report %+v; each change is reported once", r)
+	default:
+	}
+}
+
+// TestWatchedGetDuringReload reads the value from several goroutines
+// while the file changes under Reload; run with -race.
+func TestWatchedGetDuringReload(t *testing.T) {
+	m := newWatchMount(t, "callers.yaml", "v0")
+	w, err := NewWatched(m.File(), watchParse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if v := w.Get(); !strings.HasPrefix(v, "v") {
+					t.Errorf("Get %q: not a value the file held", v)
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 8; i++ {
+		m.Update(t, fmt.Sprintf("v%d", i))
+		if _, err := w.Reload(); err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if got := w.Get(); got != "v8" {
+		t.Errorf("Get %q; want v8", got)
+	}
+}

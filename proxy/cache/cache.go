@@ -1,11 +1,13 @@
 // Package cache holds the gateway's answers by customer id: successful
 // answers for a TTL and then, while the upstream fails, for a stale window;
-// upstream 404s for a shorter negative TTL. It wraps go-cache with the one
-// thing go-cache lacks, a hard bound on the number of entries.
+// upstream 404s for a shorter negative TTL. It wraps go-cache with what
+// go-cache lacks: a hard bound on the number of entries, an eviction order,
+// and expiry on an injectable clock.
 package cache
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -13,13 +15,25 @@ import (
 	gocache "github.com/patrickmn/go-cache"
 )
 
-// Entry is one cached answer.
+// Entry is one cached answer. The cache never changes what a caller can
+// see of an entry once it is stored: a new answer for the same id is a
+// new Entry.
 type Entry struct {
 	// Body is the encoded 200 answer, ready to be written as is; nil for
 	// a negative entry, which records that the upstream answered 404.
 	Body []byte
 	// FreshUntil is when the entry stops being fresh, in Unix nanoseconds.
 	FreshUntil int64
+
+	// The entry's place in the eviction order of its kind, guarded by
+	// Cache.mu: its id (the same string as go-cache's key) and its
+	// neighbours, older first. The links are nil once it left the cache.
+	id         string
+	prev, next *Entry
+	// keepUntil is when the entry may no longer be served at all, in Unix
+	// nanoseconds: the end of its stale window, or of its TTL for a
+	// negative entry, unless SetEntry set it shorter.
+	keepUntil int64
 }
 
 // Negative reports whether e records an upstream 404.
@@ -48,27 +62,35 @@ type Options struct {
 	// StaleTTL is how long after TTL a successful answer is kept for
 	// serving while the upstream fails; zero disables it.
 	StaleTTL time.Duration
-	// MaxEntries bounds the number of ids held. When the cache is full,
-	// a new id first evicts the oldest negative entry, and only when
-	// there is none the oldest successful one.
+	// MaxEntries bounds the number of ids held. When the cache is full, a
+	// new id first takes the place of an entry past all its windows, then
+	// of the oldest negative entry, and only when there is none of the
+	// oldest successful one. Below 1 it is taken as 1.
 	MaxEntries int
 	// Now is the clock; by default time.Now.
 	Now func() time.Time
 }
 
 // Cache is a bounded cache of answers by id. It is safe for concurrent use.
-// Lookups take only go-cache's read lock and allocate nothing; inserts are
+// Lookups take only go-cache's read lock and allocate nothing; writes are
 // serialised by a mutex that also guards the eviction order.
+//
+// Every entry is in go-cache's map and in one of two lists, negative and
+// successful entries, each ordered by the time of writing. As entries of a
+// kind live equally long (but for SetEntry's, which may live shorter), a
+// list's oldest entry is also the first to expire: expired entries are
+// swept from the lists' heads as writes come, and eviction takes a head,
+// both without scanning the map.
 type Cache struct {
 	items *gocache.Cache
 	opts  Options
 
 	mu       sync.Mutex
-	positive keyQueue // insertion order of successful entries
-	negative keyQueue // insertion order of negative entries
+	positive list
+	negative list
 }
 
-// New returns an empty cache. MaxEntries below 1 is taken as 1.
+// New returns an empty cache.
 func New(o Options) *Cache {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -76,8 +98,9 @@ func New(o Options) *Cache {
 	if o.MaxEntries < 1 {
 		o.MaxEntries = 1
 	}
-	// No go-cache janitor: its goroutine is stopped only by a finalizer.
-	// Run sweeps expired entries for as long as its context lives.
+	// Entries never expire in go-cache's eyes: its clock is the wall
+	// clock, and its janitor scans the whole map under the write lock.
+	// Expiry follows opts.Now, in Get and in sweep.
 	return &Cache{items: gocache.New(gocache.NoExpiration, 0), opts: o}
 }
 
@@ -88,127 +111,146 @@ func (c *Cache) Get(id string) (*Entry, State) {
 		return nil, Miss
 	}
 	e := v.(*Entry)
-	now := c.opts.Now().UnixNano()
-	switch {
+	switch now := c.opts.Now().UnixNano(); {
+	case now >= e.keepUntil:
+		return nil, Miss
 	case now < e.FreshUntil:
 		return e, Fresh
-	case !e.Negative() && now < e.FreshUntil+int64(c.opts.StaleTTL):
+	case !e.Negative():
 		return e, Stale
 	default:
 		return nil, Miss
 	}
 }
 
-// SetFound caches a successful answer for id; body is kept, not copied.
+// SetFound caches a successful answer for id; body is kept, not copied,
+// and must not be changed afterwards.
 func (c *Cache) SetFound(id string, body []byte) {
-	c.set(id, &Entry{Body: body, FreshUntil: c.opts.Now().Add(c.opts.TTL).UnixNano()},
-		c.opts.TTL+c.opts.StaleTTL)
+	if body == nil {
+		body = []byte{} // nil marks a negative entry
+	}
+	now := c.opts.Now()
+	fresh := now.Add(c.opts.TTL).UnixNano()
+	c.set(id, &Entry{Body: body, FreshUntil: fresh, keepUntil: addSat(fresh, c.opts.StaleTTL)}, now.UnixNano())
 }
 
 // SetNotFound remembers that the upstream answered 404 for id, replacing
-// any successful entry. It does nothing when negative caching is off, but
-// still drops a successful entry: the upstream said the id is gone.
+// any successful entry. When negative caching is off it still drops a
+// successful entry: the upstream said the id is gone.
 func (c *Cache) SetNotFound(id string) {
 	if c.opts.NegativeTTL <= 0 {
 		c.Delete(id)
 		return
 	}
-	c.set(id, &Entry{FreshUntil: c.opts.Now().Add(c.opts.NegativeTTL).UnixNano()}, c.opts.NegativeTTL)
+	now := c.opts.Now()
+	fresh := now.Add(c.opts.NegativeTTL).UnixNano()
+	c.set(id, &Entry{FreshUntil: fresh, keepUntil: fresh}, now.UnixNano())
 }
 
-func (c *Cache) set(id string, e *Entry, keep time.Duration) {
+// addSat returns t+d, saturated at the largest time.
+func addSat(t int64, d time.Duration) int64 {
+	if d <= 0 {
+		return t
+	}
+	if t > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return t + int64(d)
+}
+
+func (c *Cache) set(id string, e *Entry, now int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old, found := c.items.Get(id)
-	sameKind := found && old.(*Entry).Negative() == e.Negative()
-	if !sameKind {
-		if !found {
-			for c.items.ItemCount() >= c.opts.MaxEntries && c.evictOne() {
-			}
-			// The id usually points into the request's URL; a copy keeps
-			// that buffer from living as long as the entry.
-			id = strings.Clone(id)
+	c.sweep(now)
+	if v, ok := c.items.Get(id); ok {
+		// A new answer for a held id goes to the back of its kind's
+		// order, under the key already held.
+		old := v.(*Entry)
+		c.listOf(old).remove(old)
+		e.id = old.id
+	} else {
+		if c.positive.n+c.negative.n >= c.opts.MaxEntries {
+			c.evictOldest()
 		}
-		if e.Negative() {
-			c.negative.push(id)
-		} else {
-			c.positive.push(id)
-		}
+		// The id usually points into the request's URL; a copy keeps
+		// that buffer from living as long as the entry.
+		e.id = strings.Clone(id)
 	}
-	// go-cache's own expiry uses the wall clock; it only frees memory.
-	// Whether an entry may be served is decided by Get with opts.Now.
-	c.items.Set(id, e, keep)
-	c.compact()
+	c.listOf(e).pushBack(e)
+	c.items.Set(e.id, e, gocache.NoExpiration)
 }
 
-// evictOne drops the oldest negative entry, or failing that the oldest
-// successful one. Queue slots whose id is gone or changed kind are skipped.
-// It reports whether anything was dropped.
-func (c *Cache) evictOne() bool {
-	for _, q := range []*keyQueue{&c.negative, &c.positive} {
-		wantNegative := q == &c.negative
-		for q.len() > 0 {
-			id := q.pop()
-			if v, ok := c.items.Get(id); ok && v.(*Entry).Negative() == wantNegative {
-				c.items.Delete(id)
-				return true
-			}
-		}
+func (c *Cache) listOf(e *Entry) *list {
+	if e.Negative() {
+		return &c.negative
 	}
-	// Entries past go-cache's expiry that the sweep has not removed yet
-	// are counted but unreachable through the queues.
-	before := c.items.ItemCount()
-	c.items.DeleteExpired()
-	return c.items.ItemCount() < before
+	return &c.positive
 }
 
-// compact drops queue slots of ids no longer held, once a queue holds
-// twice as many slots as the cache has room for, so churn below the bound
-// cannot grow the queues.
-func (c *Cache) compact() {
-	for _, q := range []*keyQueue{&c.negative, &c.positive} {
-		if q.len() <= 2*c.opts.MaxEntries {
-			continue
-		}
-		wantNegative := q == &c.negative
-		seen := make(map[string]struct{}, q.len()/2)
-		q.filter(func(id string) bool {
-			v, ok := c.items.Get(id)
-			if !ok || v.(*Entry).Negative() != wantNegative {
-				return false
-			}
-			if _, dup := seen[id]; dup {
-				return false
-			}
-			seen[id] = struct{}{}
-			return true
-		})
+// evictOldest drops the oldest negative entry, or when there is none the
+// oldest successful one.
+func (c *Cache) evictOldest() {
+	l := &c.negative
+	if l.head == nil {
+		l = &c.positive
+	}
+	if e := l.head; e != nil {
+		l.remove(e)
+		c.items.Delete(e.id)
 	}
 }
 
-// Delete drops id and reports whether it was cached. Its queue slot stays
-// until eviction or compaction skips it.
+// sweep drops the entries that can no longer be served at now. It stops at
+// each list's first live entry; should the clock step back, later entries
+// may wait for it, and still count against the bound.
+func (c *Cache) sweep(now int64) {
+	for _, l := range [...]*list{&c.negative, &c.positive} {
+		for e := l.head; e != nil && now >= e.keepUntil; e = l.head {
+			l.remove(e)
+			c.items.Delete(e.id)
+		}
+	}
+}
+
+// Delete drops id and reports whether it was cached: fresh, negative, or
+// within its stale window.
 func (c *Cache) Delete(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, found := c.items.Get(id)
+	v, ok := c.items.Get(id)
+	if !ok {
+		return false
+	}
+	e := v.(*Entry)
+	c.listOf(e).remove(e)
 	c.items.Delete(id)
-	return found
+	return c.opts.Now().UnixNano() < e.keepUntil
 }
 
 // Purge drops every entry.
 func (c *Cache) Purge() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, l := range [...]*list{&c.negative, &c.positive} {
+		for l.head != nil {
+			l.remove(l.head)
+		}
+	}
 	c.items.Flush()
-	c.positive = keyQueue{}
-	c.negative = keyQueue{}
 }
 
-// Len returns the number of ids held, including expired ones not yet swept.
-func (c *Cache) Len() int { return c.items.ItemCount() }
+// Len returns the number of ids held that can still be served, fresh,
+// negative or stale. It first drops the others.
+func (c *Cache) Len() int {
+	now := c.opts.Now().UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweep(now)
+	return c.positive.n + c.negative.n
+}
 
-// Run removes expired entries every interval until ctx is done.
+// Run drops expired entries every interval until ctx is done, so that
+// their memory is freed even when no write comes.
 func (c *Cache) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -217,42 +259,44 @@ func (c *Cache) Run(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.items.DeleteExpired()
+			now := c.opts.Now().UnixNano()
+			c.mu.Lock()
+			c.sweep(now)
+			c.mu.Unlock()
 		}
 	}
 }
 
-// keyQueue is a FIFO of ids backed by one slice.
-type keyQueue struct {
-	ids  []string
-	head int
+// list is a doubly linked list of entries, oldest at head.
+type list struct {
+	head, tail *Entry
+	n          int
 }
 
-func (q *keyQueue) len() int { return len(q.ids) - q.head }
-
-func (q *keyQueue) push(id string) {
-	if q.head > 0 && q.head >= len(q.ids)/2 {
-		n := copy(q.ids, q.ids[q.head:])
-		clear(q.ids[n:])
-		q.ids, q.head = q.ids[:n], 0
+func (l *list) pushBack(e *Entry) {
+	e.prev, e.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = e
+	} else {
+		l.head = e
 	}
-	q.ids = append(q.ids, id)
+	l.tail = e
+	l.n++
 }
 
-func (q *keyQueue) pop() string {
-	id := q.ids[q.head]
-	q.ids[q.head] = ""
-	q.head++
-	return id
-}
-
-func (q *keyQueue) filter(keep func(string) bool) {
-	out := q.ids[:0]
-	for _, id := range q.ids[q.head:] {
-		if keep(id) {
-			out = append(out, id)
-		}
+// remove unlinks e, which must be in l. It clears e's links, so that an
+// entry a caller still holds keeps no other entry alive.
+func (l *list) remove(e *Entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		l.head = e.next
 	}
-	clear(q.ids[len(out):])
-	q.ids, q.head = out, 0
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		l.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+	l.n--
 }

@@ -1,0 +1,504 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is a settable clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+const (
+	ttl         = 15 * time.Minute
+	negativeTTL = 30 * time.Second
+	staleTTL    = 24 * time.Hour
+)
+
+func newCache(t *testing.T, max int) (*Cache, *clock) {
+	t.Helper()
+	clk := newClock()
+	c := New(Options{TTL: ttl, NegativeTTL: negativeTTL, StaleTTL: staleTTL, MaxEntries: max, Now: clk.Now})
+	t.Cleanup(func() { checkInvariants(t, c) })
+	return c, clk
+}
+
+// checkInvariants verifies that go-cache's map and the two eviction lists
+// hold exactly the same entries, each once, in the list of its kind, with
+// consistent links, and no more than MaxEntries of them.
+func checkInvariants(t *testing.T, c *Cache) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := make(map[*Entry]bool)
+	for _, l := range []*list{&c.negative, &c.positive} {
+		n := 0
+		var prev *Entry
+		for e := l.head; e != nil; e = e.next {
+			if e.prev != prev {
+				t.Fatalf("entry %q: prev link broken", e.id)
+			}
+			if e.Negative() != (l == &c.negative) {
+				t.Fatalf("entry %q is in the other kind's list", e.id)
+			}
+			if seen[e] {
+				t.Fatalf("entry %q is listed twice", e.id)
+			}
+			seen[e] = true
+			v, ok := c.items.Get(e.id)
+			if !ok || v.(*Entry) != e {
+				t.Fatalf("listed entry %q is not the one go-cache holds", e.id)
+			}
+			prev = e
+			n++
+		}
+		if l.tail != prev {
+			t.Fatal("tail is not the last entry")
+		}
+		if n != l.n {
+			t.Fatalf("list counts %d entries; holds %d", l.n, n)
+		}
+	}
+	if got := c.items.ItemCount(); got != len(seen) {
+		t.Fatalf("go-cache holds %d entries; the lists %d", got, len(seen))
+	}
+	if len(seen) > c.opts.MaxEntries {
+		t.Fatalf("%d entries held; MaxEntries is %d", len(seen), c.opts.MaxEntries)
+	}
+}
+
+func body(s string) []byte {
+	return []byte(`{"signUpUrl":"https://www.bluetape.com/signup?id=` + s + `"}`)
+}
+
+func wantState(t *testing.T, c *Cache, id string, want State) *Entry {
+	t.Helper()
+	e, got := c.Get(id)
+	if got != want {
+		t.Fatalf("Get(%q) state = %d; want %d", id, got, want)
+	}
+	if (e == nil) != (want == Miss) {
+		t.Fatalf("Get(%q) = %v, %d: entry and state disagree", id, e, got)
+	}
+	return e
+}
+
+func TestFoundIsFreshThenStaleThenGone(t *testing.T) {
+	c, clk := newCache(t, 10)
+	c.SetFound("a", body("1"))
+	if e := wantState(t, c, "a", Fresh); string(e.Body) != string(body("1")) || e.Negative() {
+		t.Fatalf("got body %q", e.Body)
+	}
+	clk.Advance(ttl - time.Nanosecond)
+	wantState(t, c, "a", Fresh)
+	clk.Advance(time.Nanosecond)
+	wantState(t, c, "a", Stale)
+	clk.Advance(staleTTL - time.Nanosecond)
+	wantState(t, c, "a", Stale)
+	clk.Advance(time.Nanosecond)
+	wantState(t, c, "a", Miss)
+	if n := c.Len(); n != 0 {
+		t.Errorf("Len() = %d after the stale window; want 0", n)
+	}
+}
+
+func TestNotFoundIsFreshThenGoneNeverStale(t *testing.T) {
+	c, clk := newCache(t, 10)
+	c.SetNotFound("a")
+	if e := wantState(t, c, "a", Fresh); !e.Negative() {
+		t.Fatal("entry is not negative")
+	}
+	clk.Advance(negativeTTL)
+	wantState(t, c, "a", Miss)
+	if n := c.Len(); n != 0 {
+		t.Errorf("Len() = %d; want 0", n)
+	}
+}
+
+func TestNegativeCachingOff(t *testing.T) {
+	clk := newClock()
+	c := New(Options{TTL: ttl, StaleTTL: staleTTL, MaxEntries: 10, Now: clk.Now})
+	t.Cleanup(func() { checkInvariants(t, c) })
+	c.SetNotFound("a")
+	wantState(t, c, "a", Miss)
+	c.SetFound("b", body("b"))
+	c.SetNotFound("b") // the upstream said b is gone: its answer goes too
+	wantState(t, c, "b", Miss)
+	if n := c.Len(); n != 0 {
+		t.Errorf("Len() = %d; want 0", n)
+	}
+}
+
+func TestStaleOff(t *testing.T) {
+	clk := newClock()
+	c := New(Options{TTL: ttl, NegativeTTL: negativeTTL, MaxEntries: 10, Now: clk.Now})
+	c.SetFound("a", body("a"))
+	clk.Advance(ttl)
+	wantState(t, c, "a", Miss)
+}
+
+func TestKindChanges(t *testing.T) {
+	c, clk := newCache(t, 10)
+	c.SetFound("a", body("a"))
+	c.SetNotFound("a")
+	if e := wantState(t, c, "a", Fresh); !e.Negative() {
+		t.Fatal("a 404 did not replace the answer")
+	}
+	c.SetFound("a", body("a2"))
+	if e := wantState(t, c, "a", Fresh); string(e.Body) != string(body("a2")) {
+		t.Fatalf("got %q", e.Body)
+	}
+	// The new answer has a full TTL of its own.
+	clk.Advance(ttl - time.Second)
+	c.SetFound("a", body("a3"))
+	clk.Advance(time.Minute)
+	wantState(t, c, "a", Fresh)
+	if n := c.Len(); n != 1 {
+		t.Errorf("Len() = %d; want 1", n)
+	}
+}
+
+func TestSetFoundNilBodyIsNotNegative(t *testing.T) {
+	c, _ := newCache(t, 10)
+	c.SetFound("a", nil)
+	if e := wantState(t, c, "a", Fresh); e.Negative() {
+		t.Fatal("an empty answer was taken as a 404")
+	}
+}
+
+func TestDelete(t *testing.T) {
+	c, clk := newCache(t, 10)
+	c.SetFound("a", body("a"))
+	c.SetNotFound("n")
+	for _, id := range []string{"a", "n"} {
+		if !c.Delete(id) {
+			t.Errorf("Delete(%q) = false; want true", id)
+		}
+		wantState(t, c, id, Miss)
+		if c.Delete(id) {
+			t.Errorf("second Delete(%q) = true; want false", id)
+		}
+	}
+	c.SetFound("s", body("s"))
+	clk.Advance(ttl)
+	if !c.Delete("s") {
+		t.Error("Delete of a stale entry = false; it could still be served")
+	}
+	c.SetNotFound("x")
+	clk.Advance(negativeTTL)
+	if c.Delete("x") {
+		t.Error("Delete of an expired negative entry = true; it could no longer be served")
+	}
+}
+
+// fill sets ids "<prefix>0".. in order, negative ones with SetNotFound.
+func fill(c *Cache, prefix string, n int, negative bool) {
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		if negative {
+			c.SetNotFound(id)
+		} else {
+			c.SetFound(id, body(id))
+		}
+	}
+}
+
+func TestEvictsNegativesFirstThenOldest(t *testing.T) {
+	c, _ := newCache(t, 6)
+	fill(c, "p", 2, false) // p0 p1
+	fill(c, "n", 2, true)  // n0 n1
+	fill(c, "q", 2, false) // q0 q1: full
+	c.SetFound("r0", body("r0"))
+	wantState(t, c, "n0", Miss) // oldest negative first, though p0 is older
+	wantState(t, c, "n1", Fresh)
+	c.SetFound("r1", body("r1"))
+	wantState(t, c, "n1", Miss)
+	wantState(t, c, "p0", Fresh)
+	c.SetNotFound("m0")
+	wantState(t, c, "p0", Miss) // no negative left: the oldest answer goes
+	c.SetFound("r2", body("r2"))
+	wantState(t, c, "m0", Miss)
+	wantState(t, c, "p1", Fresh)
+	for _, id := range []string{"p1", "q0", "q1", "r0", "r1", "r2"} {
+		wantState(t, c, id, Fresh)
+	}
+}
+
+// The bound holds whatever ids arrive: after ten times MaxEntries distinct
+// ids, one in three a 404, the cache never held more than MaxEntries, and
+// the survivors are the newest answers, negatives having gone first.
+func TestBoundHoldsUnderDistinctIDs(t *testing.T) {
+	const max = 100
+	c, _ := newCache(t, max)
+	for i := 0; i < 10*max; i++ {
+		id := fmt.Sprintf("id%d", i)
+		if i%3 == 0 {
+			c.SetNotFound(id)
+		} else {
+			c.SetFound(id, body(id))
+		}
+		if n := c.Len(); n > max {
+			t.Fatalf("after %d ids Len() = %d; want at most %d", i+1, n, max)
+		}
+		if n := c.items.ItemCount(); n > max {
+			t.Fatalf("after %d ids go-cache holds %d; want at most %d", i+1, n, max)
+		}
+	}
+	checkInvariants(t, c)
+	// Each new id evicted the oldest negative while there was one; the
+	// newest negative is all that is left of them.
+	if c.negative.n != 1 || c.positive.n != max-1 {
+		t.Fatalf("held %d negative and %d successful; want 1 and %d", c.negative.n, c.positive.n, max-1)
+	}
+	for e := c.positive.head; e != nil; e = e.next {
+		var i int
+		fmt.Sscanf(e.id, "id%d", &i)
+		if i < 10*max-3*max/2-2 {
+			t.Fatalf("an old answer %q outlived newer ones", e.id)
+		}
+	}
+}
+
+// Regression: with one eviction slot per write, an id deleted and cached
+// again had two slots, and the old one evicted the new entry before older
+// ones.
+func TestReinsertedIDIsNotEvictedByItsOldPlace(t *testing.T) {
+	c, _ := newCache(t, 3)
+	fill(c, "p", 3, false) // p0 p1 p2
+	c.Delete("p0")
+	c.SetFound("p0", body("p0")) // p1 p2 p0
+	c.SetFound("x", body("x"))
+	wantState(t, c, "p1", Miss)
+	wantState(t, c, "p0", Fresh)
+}
+
+// Regression: a rewritten id kept its first place in the order, so a
+// just-refreshed answer was evicted first.
+func TestRewrittenIDMovesToBack(t *testing.T) {
+	c, clk := newCache(t, 3)
+	fill(c, "p", 3, false)
+	clk.Advance(ttl + time.Minute) // all stale; p0 is fetched again
+	c.SetFound("p0", body("p0"))
+	c.SetFound("x", body("x"))
+	wantState(t, c, "p1", Miss)
+	wantState(t, c, "p0", Fresh)
+	wantState(t, c, "p2", Stale)
+}
+
+// Regression: expired entries still counted against the bound while the
+// eviction order skipped them, so live answers were evicted in their
+// place, negatives-first order or not.
+func TestExpiredEntriesGoBeforeLiveOnes(t *testing.T) {
+	c, clk := newCache(t, 3)
+	c.SetFound("old", body("old"))
+	clk.Advance(ttl + staleTTL) // old can no longer be served
+	c.SetNotFound("n")
+	c.SetFound("p", body("p"))
+	c.SetFound("q", body("q"))
+	wantState(t, c, "n", Fresh)
+	wantState(t, c, "p", Fresh)
+	if n := c.items.ItemCount(); n != 3 {
+		t.Fatalf("go-cache holds %d; want 3", n)
+	}
+	clk.Advance(negativeTTL)
+	c.SetFound("r", body("r")) // the expired negative makes room
+	wantState(t, c, "p", Fresh)
+	if n := c.Len(); n != 3 {
+		t.Fatalf("Len() = %d; want 3", n)
+	}
+}
+
+func TestLenCountsOnlyServableEntries(t *testing.T) {
+	c, clk := newCache(t, 10)
+	fill(c, "p", 3, false)
+	fill(c, "n", 2, true)
+	if n := c.Len(); n != 5 {
+		t.Fatalf("Len() = %d; want 5", n)
+	}
+	clk.Advance(negativeTTL)
+	if n := c.Len(); n != 3 {
+		t.Fatalf("Len() = %d after the negative TTL; want 3", n)
+	}
+	clk.Advance(ttl)
+	if n := c.Len(); n != 3 {
+		t.Fatalf("Len() = %d with stale answers; want 3", n)
+	}
+	clk.Advance(staleTTL)
+	if n := c.Len(); n != 0 {
+		t.Fatalf("Len() = %d after the stale window; want 0", n)
+	}
+}
+
+func TestSetEntry(t *testing.T) {
+	c, clk := newCache(t, 10)
+	now := clk.Now()
+	c.SetEntry("a", Entry{Body: body("a"), FreshUntil: now.Add(time.Minute).UnixNano()}, 10*time.Second)
+	wantState(t, c, "a", Fresh)
+	clk.Advance(10 * time.Second) // kept for keep, though fresh for longer
+	wantState(t, c, "a", Miss)
+
+	c.SetEntry("b", Entry{Body: body("b"), FreshUntil: clk.Now().UnixNano()}, time.Hour)
+	wantState(t, c, "b", Stale)
+	c.SetEntry("n", Entry{FreshUntil: clk.Now().Add(time.Minute).UnixNano()}, time.Hour)
+	if e := wantState(t, c, "n", Fresh); !e.Negative() {
+		t.Fatal("not negative")
+	}
+	clk.Advance(time.Minute) // never longer than its own windows
+	wantState(t, c, "n", Miss)
+	c.SetEntry("z", Entry{Body: body("z"), FreshUntil: clk.Now().Add(time.Minute).UnixNano()}, 0)
+	wantState(t, c, "z", Miss)
+}
+
+func TestPurge(t *testing.T) {
+	c, _ := newCache(t, 10)
+	fill(c, "p", 3, false)
+	fill(c, "n", 3, true)
+	c.Purge()
+	if n := c.Len(); n != 0 {
+		t.Fatalf("Len() = %d; want 0", n)
+	}
+	fill(c, "p", 3, false)
+	wantState(t, c, "p2", Fresh)
+}
+
+func TestRunSweeps(t *testing.T) {
+	c, clk := newCache(t, 10)
+	fill(c, "n", 3, true)
+	clk.Advance(negativeTTL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx, time.Millisecond) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(5 * time.Second); c.items.ItemCount() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("go-cache still holds %d expired entries", c.items.ItemCount())
+		}
+		runtime.Gosched()
+	}
+}
+
+func TestGetAllocatesNothing(t *testing.T) {
+	c, _ := newCache(t, 10)
+	c.SetFound("a", body("a"))
+	c.SetNotFound("n")
+	if n := testing.AllocsPerRun(100, func() {
+		c.Get("a")
+		c.Get("n")
+		c.Get("missing")
+	}); n != 0 {
+		t.Errorf("Get allocates %v times per run; want 0", n)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	const max = 64
+	c, clk := newCache(t, max)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				id := fmt.Sprintf("id%d", (i*7+g*13)%200)
+				switch i % 5 {
+				case 0:
+					c.SetNotFound(id)
+				case 1:
+					c.Delete(id)
+				case 2:
+					if g == 0 {
+						clk.Advance(time.Second)
+					}
+					c.Len()
+				default:
+					c.SetFound(id, body(id))
+				}
+				if e, st := c.Get(id); st != Miss && !e.Negative() && len(e.Body) == 0 {
+					t.Error("served an empty answer")
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	checkInvariants(t, c)
+}
+
+// heapInUse returns the live heap after a collection.
+func heapInUse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// A flood of distinct ids, the worst case of callers choosing ids, leaves
+// memory where a full cache put it: nothing grows with the number of ids
+// seen, only with MaxEntries.
+func TestMemoryFlatUnderFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a cache with 10k entries many times over")
+	}
+	const max = 10_000
+	c, _ := newCache(t, max)
+	n := uint64(0)
+	flood := func(count int) {
+		for i := 0; i < count; i++ {
+			n++
+			id := hexID(n)
+			switch n % 4 {
+			case 0:
+				c.SetNotFound(id)
+			case 1:
+				c.Delete(hexID(n - 7)) // operator evictions leave no trace
+				fallthrough
+			default:
+				c.SetFound(id, signupBody(id))
+			}
+		}
+	}
+	flood(2 * max)
+	full := heapInUse()
+	flood(20 * max)
+	after := heapInUse()
+	t.Logf("heap with a full cache: %d B; after %d more ids: %d B", full, 20*max, after)
+	if after > full+full/10 {
+		t.Errorf("heap grew from %d to %d bytes under a flood of distinct ids", full, after)
+	}
+	if l := c.Len(); l > max {
+		t.Errorf("Len() = %d; want at most %d", l, max)
+	}
+	runtime.KeepAlive(c)
+}
+
+// A guard on the cost of an entry; BenchmarkEntryBytes reports it.
+func TestEntryMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a cache with 100k entries")
+	}
+	const limit = 260
+	if b := heapPerEntry(100_000); b > limit {
+		t.Errorf("an entry costs %.1f heap bytes; want at most %d", b, limit)
+	} else {
+		t.Logf("an entry costs %.1f heap bytes", b)
+	}
+}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
@@ -58,6 +57,9 @@ type Options struct {
 	Logger  *slog.Logger
 	// Version is sent upstream in the User-Agent.
 	Version string
+
+	// breaker tunes the circuit breaker in tests; zero means production.
+	breaker breakerSettings
 }
 
 // Gateway serves the API. Create it with New.
@@ -69,7 +71,7 @@ type Gateway struct {
 	quota       Limiter
 	quotaPolicy ratelimit.Policy
 	locker      Locker
-	breaker     *gobreaker.CircuitBreaker[upstreamAnswer]
+	breaker     *breaker
 	retries     *retryBudget
 	flight      singleflight.Group
 	userAgent   string
@@ -126,10 +128,7 @@ func New(o Options) (*Gateway, error) {
 		log:         o.Logger,
 		access:      newAccessLog(o.Logger),
 	}
-	g.breaker = newBreaker(func(s gobreaker.State) {
-		g.metrics.BreakerState(breakerStateValue(s))
-		g.log.Warn("upstream circuit breaker changed state", "state", s.String())
-	})
+	g.breaker = newBreaker(o.breaker, o.Metrics, o.Logger)
 	g.echo = g.newEcho(o.TrustedProxies)
 	return g, nil
 }
@@ -171,9 +170,10 @@ func (g *Gateway) newEcho(trusted []*net.IPNet) *echo.Echo {
 	}))
 	// Requests that match no route (404, 405) are observed here; the
 	// signup route observes itself, with what it knows of the request.
+	// A 405 carries the route's path, so the method tells them apart.
 	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if c.Path() == signupRoute {
+			if c.Path() == signupRoute && c.Request().Method == http.MethodGet {
 				return next(c)
 			}
 			st := requestState{start: time.Now(), caller: "-"}

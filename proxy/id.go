@@ -31,6 +31,6 @@ func upstreamURL(base *url.URL, id string) *url.URL {
 	u := *base
 	u.Path = base.Path + "/integration/customer/" + id + "/signup"
 	u.RawPath = base.EscapedPath() + "/integration/customer/" + url.PathEscape(id) + "/signup"
-	u.RawQuery, u.Fragment, u.ForceQuery = "", "", false
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
 	return &u
 }

@@ -3,13 +3,16 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
@@ -52,22 +55,84 @@ func (b *retryBudget) failure() bool {
 	return b.tokens > b.max/2
 }
 
-func newBreaker(onState func(gobreaker.State)) *gobreaker.CircuitBreaker[upstreamAnswer] {
-	return gobreaker.NewCircuitBreaker[upstreamAnswer](gobreaker.Settings{
+// breakerSettings tunes the circuit breaker. The zero value means the
+// production settings; tests shorten openFor or change when it trips.
+type breakerSettings struct {
+	// openFor is how long the breaker stays open before it lets one probe
+	// through; breakerOpen by default.
+	openFor time.Duration
+	// trip decides, from the counts of the current window, when the
+	// breaker opens; tripBreaker by default.
+	trip func(gobreaker.Counts) bool
+}
+
+// tripBreaker opens the breaker after five failures in a row, or when at
+// least half of twenty or more attempts in the window failed.
+func tripBreaker(c gobreaker.Counts) bool {
+	return c.ConsecutiveFailures >= 5 ||
+		(c.Requests >= 20 && float64(c.TotalFailures) >= 0.5*float64(c.Requests))
+}
+
+// breaker is the upstream circuit breaker. Failures are attempts that
+// found the upstream sick: no answer, a timeout, a 5xx or an unreadable
+// answer. A 404, a 400, a rejected key or an upstream 429 is an answer
+// from a working upstream and counts as a success.
+type breaker struct {
+	cb      *gobreaker.CircuitBreaker[upstreamAnswer]
+	openFor time.Duration
+	// openUntil is when the current open state ends, in Unix nanoseconds.
+	openUntil atomic.Int64
+}
+
+// newBreaker builds the breaker; each change of state is logged and set
+// in the circuit breaker state gauge.
+func newBreaker(s breakerSettings, m *metrics.Metrics, log *slog.Logger) *breaker {
+	if s.openFor <= 0 {
+		s.openFor = breakerOpen
+	}
+	if s.trip == nil {
+		s.trip = tripBreaker
+	}
+	b := &breaker{openFor: s.openFor}
+	b.cb = gobreaker.NewCircuitBreaker[upstreamAnswer](gobreaker.Settings{
 		Name:        "bluetape",
 		MaxRequests: 1,
 		Interval:    breakerWindow,
-		Timeout:     breakerOpen,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= 5 ||
-				(c.Requests >= 20 && float64(c.TotalFailures) >= 0.5*float64(c.Requests))
-		},
+		Timeout:     s.openFor,
+		ReadyToTrip: s.trip,
 		IsSuccessful: func(err error) bool {
 			var ue *upstreamError
 			return err == nil || !errors.As(err, &ue) || !ue.failure
 		},
-		OnStateChange: func(_ string, _, to gobreaker.State) { onState(to) },
+		// Called with the breaker's lock held: it must not call b.cb.
+		OnStateChange: func(_ string, _, to gobreaker.State) {
+			m.BreakerState(breakerStateValue(to))
+			if to == gobreaker.StateOpen {
+				b.openUntil.Store(time.Now().Add(s.openFor).UnixNano())
+				// gobreaker moves to half-open only when asked; asking
+				// once the open time is over keeps the gauge true when
+				// no request comes.
+				time.AfterFunc(s.openFor+time.Millisecond, func() { b.cb.State() })
+			}
+			log.Warn("upstream circuit breaker changed state", "state", to.String())
+		},
 	})
+	return b
+}
+
+// execute runs one attempt through the breaker. When the breaker refuses
+// it, the error is a 503 whose Retry-After is the time left before the
+// breaker lets a probe through.
+func (b *breaker) execute(attempt func() (upstreamAnswer, error)) (upstreamAnswer, error) {
+	answer, err := b.cb.Execute(attempt)
+	switch {
+	case errors.Is(err, gobreaker.ErrOpenState):
+		return upstreamAnswer{}, breakerError(time.Until(time.Unix(0, b.openUntil.Load())))
+	case errors.Is(err, gobreaker.ErrTooManyRequests):
+		// Half-open, and the one probe is under way.
+		return upstreamAnswer{}, breakerError(time.Second)
+	}
+	return answer, err
 }
 
 // breakerStateValue is the metric value of a breaker state.
@@ -82,33 +147,50 @@ func breakerStateValue(s gobreaker.State) int {
 	}
 }
 
-var errBreakerOpen = &upstreamError{status: http.StatusServiceUnavailable,
-	reason:  "The upstream is failing; the gateway is holding requests back. Retry later.",
-	outcome: "", retryAfter: breakerOpen, cause: errors.New("circuit breaker open")}
+// errBreakerOpen is the cause of every answer the breaker refuses.
+var errBreakerOpen = errors.New("circuit breaker open")
+
+func breakerError(retryAfter time.Duration) *upstreamError {
+	return &upstreamError{status: http.StatusServiceUnavailable,
+		reason:     "The upstream is failing; the gateway is holding requests back. Retry later.",
+		retryAfter: max(retryAfter, time.Second), cause: errBreakerOpen}
+}
 
 // fetch gets id from upstream: within the gateway-wide quota, through the
 // circuit breaker, retrying connection errors and 502/503/504 with
 // jittered exponential backoff while the retry budget and ctx's deadline
-// allow. Every attempt is counted in the upstream metrics.
+// allow. Every attempt is counted in the upstream metrics, every retry
+// sent in the retries counter. When a retry cannot be sent, the answer is
+// the last attempt's failure.
 func (g *Gateway) fetch(ctx context.Context, id, requestID string) (upstreamAnswer, error) {
+	var last error
 	for attempt := 1; ; attempt++ {
 		if err := g.waitQuota(ctx); err != nil {
+			if last != nil {
+				return upstreamAnswer{}, last
+			}
 			return upstreamAnswer{}, err
 		}
-		answer, err := g.breaker.Execute(func() (upstreamAnswer, error) {
+		answer, err := g.breaker.execute(func() (upstreamAnswer, error) {
+			if attempt > 1 {
+				g.metrics.Retry()
+			}
 			return g.attempt(ctx, id, requestID)
 		})
-		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-			return upstreamAnswer{}, errBreakerOpen
-		}
 		if err == nil {
 			g.retries.success()
 			return answer, nil
 		}
 		var ue *upstreamError
-		if !errors.As(err, &ue) || !ue.retryable || attempt == maxAttempts || !g.retries.failure() {
+		if !errors.As(err, &ue) || !ue.retryable {
 			return upstreamAnswer{}, err
 		}
+		last = err
+		if !g.retries.failure() || attempt == maxAttempts {
+			return upstreamAnswer{}, err
+		}
+		// A retry needs its backoff plus a useful part of an attempt
+		// before ctx's deadline.
 		wait := backoff(attempt)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+g.timeout/4 {
 			return upstreamAnswer{}, err
@@ -116,11 +198,11 @@ func (g *Gateway) fetch(ctx context.Context, id, requestID string) (upstreamAnsw
 		if sleep(ctx, wait) != nil {
 			return upstreamAnswer{}, err
 		}
-		g.metrics.Retry()
 	}
 }
 
-// attempt is one upstream exchange bounded by the per-attempt timeout.
+// attempt is one upstream exchange bounded by the per-attempt timeout and
+// by ctx's deadline, whichever comes first.
 func (g *Gateway) attempt(ctx context.Context, id, requestID string) (upstreamAnswer, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
@@ -160,22 +242,26 @@ func quotaPolicy(perSecond float64) ratelimit.Policy {
 
 // waitQuota takes one token of the gateway-wide upstream quota, waiting
 // when the wait is short and fits ctx's deadline, else refusing with 503.
+// Other requests may take the token it waited for, so it asks again; its
+// waits add up to quotaMaxWait at most.
 func (g *Gateway) waitQuota(ctx context.Context) error {
 	if g.quotaPolicy.Unlimited() {
 		return nil
 	}
+	var waited time.Duration
 	for {
 		d := g.quota.Allow(ctx, quotaKey, g.quotaPolicy)
 		if d.Allowed {
 			return nil
 		}
 		wait := max(d.RetryAfter, time.Millisecond)
-		if dl, ok := ctx.Deadline(); wait > quotaMaxWait || (ok && time.Until(dl) < wait+g.timeout/4) {
+		if dl, ok := ctx.Deadline(); waited+wait > quotaMaxWait || (ok && time.Until(dl) < wait+g.timeout/4) {
 			return quotaError(wait)
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
+		waited += wait
 	}
 }
 

@@ -67,7 +67,7 @@ type upstreamAnswer struct {
 type upstreamError struct {
 	status     int    // what the gateway answers: 502, 503 or 504
 	reason     string // public sentence
-	outcome    string // metric outcome: upstream status, "timeout" or "error"
+	outcome    string // metric outcome: upstream status, "timeout" or "error"; "" if not sent
 	retryable  bool   // a connection error or upstream 502/503/504
 	failure    bool   // counts against the circuit breaker
 	retryAfter time.Duration
@@ -75,7 +75,11 @@ type upstreamError struct {
 }
 
 func (e *upstreamError) Error() string {
-	if e.cause != nil {
+	switch {
+	case e.outcome == "":
+		// Refused before reaching the upstream: breaker or quota.
+		return fmt.Sprint(e.cause)
+	case e.cause != nil:
 		return fmt.Sprintf("upstream %s: %v", e.outcome, e.cause)
 	}
 	return "upstream " + e.outcome

@@ -28,6 +28,29 @@ type Options struct {
 	// Ready, set by Run, is true from the moment both listeners accept
 	// until shutdown begins.
 	Ready *atomic.Bool
+	// Limits are the servers' timeouts and header cap; zero fields take
+	// the defaults (see Limits).
+	Limits Limits
+}
+
+// Limits protect the listeners from slow, idle and oversized clients.
+// A zero field means its default.
+type Limits struct {
+	// ReadHeaderTimeout bounds the reading of a request's line and
+	// headers; 5s by default. It is what disconnects a client that
+	// trickles its headers (slowloris).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds the reading of a whole request; 10s by default.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds the time from the end of the request's headers
+	// to the end of the answer; 30s by default.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that sends no new
+	// request; 120s by default.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps the request line and headers together; 16 KiB
+	// by default. A request over it is answered 431.
+	MaxHeaderBytes int
 }
 
 // Timeouts against slow or idle clients, and a header size cap: a request
@@ -40,15 +63,41 @@ const (
 	maxHeaderBytes    = 16 << 10
 )
 
-// NewServer returns an http.Server with the gateway's timeouts.
+// headerSlop is what net/http reads past http.Server.MaxHeaderBytes
+// before it answers 431 (its bufio allowance); it is taken off so that the
+// cap is what Limits says.
+const headerSlop = 4096
+
+func (l Limits) withDefaults() Limits {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&l.ReadHeaderTimeout, readHeaderTimeout)
+	def(&l.ReadTimeout, readTimeout)
+	def(&l.WriteTimeout, writeTimeout)
+	def(&l.IdleTimeout, idleTimeout)
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = maxHeaderBytes
+	}
+	return l
+}
+
+// NewServer returns an http.Server with the gateway's default limits.
 func NewServer(h http.Handler, log *slog.Logger) *http.Server {
+	return newServer(h, log, Limits{})
+}
+
+func newServer(h http.Handler, log *slog.Logger, l Limits) *http.Server {
+	l = l.withDefaults()
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout:       l.ReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    max(1, l.MaxHeaderBytes-headerSlop),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }
@@ -65,7 +114,7 @@ func Run(ctx context.Context, o Options) error {
 		apiLn.Close()
 		return fmt.Errorf("listening on GATEWAY_ADMIN_ADDR %s: %w", o.AdminAddr, err)
 	}
-	api, admin := NewServer(o.API, o.Logger), NewServer(o.Admin, o.Logger)
+	api, admin := newServer(o.API, o.Logger, o.Limits), newServer(o.Admin, o.Logger, o.Limits)
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range []struct {
@@ -94,8 +143,15 @@ func Run(ctx context.Context, o Options) error {
 		defer cancel()
 		// The admin listener stops last, so /healthz and /metrics answer
 		// for as long as API requests are in flight.
-		err := api.Shutdown(sctx)
-		return errors.Join(err, admin.Shutdown(sctx))
+		err := errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx))
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The shutdown timeout is the contract's bound: what is still
+			// in flight is cut, and the stop is still a clean one.
+			o.Logger.Warn("shutting down: timeout reached; closing the connections left",
+				"timeout", o.ShutdownTimeout.String())
+			return errors.Join(api.Close(), admin.Close())
+		}
+		return err
 	})
 	return g.Wait()
 }

@@ -1,0 +1,236 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sourceVolume is a Secret volume laid out as the kubelet mounts it:
+// `..2026_01_01_.../api-key`, `..data -> ..2026_01_01_...` and
+// `api-key -> ..data/api-key`. set swaps `..data` atomically to a new
+// timestamped directory, then removes the old one, as the kubelet does.
+type sourceVolume struct {
+	t   *testing.T
+	dir string
+	gen int
+}
+
+func newSourceVolume(t *testing.T, name, content string) *sourceVolume {
+	t.Helper()
+	v := &sourceVolume{t: t, dir: t.TempDir()}
+	v.set(name, content)
+	if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (v *sourceVolume) set(name, content string) {
+	v.t.Helper()
+	v.gen++
+	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%09d", v.gen, v.gen)
+	if err := os.Mkdir(filepath.Join(v.dir, ts), 0o755); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(v.dir, ts, name), []byte(content), 0o644); err != nil {
+		v.t.Fatal(err)
+	}
+	v.point(ts)
+}
+
+// point swaps `..data` to target with a temporary link and a rename, and
+// removes the directory it pointed to before.
+func (v *sourceVolume) point(target string) {
+	v.t.Helper()
+	data := filepath.Join(v.dir, "..data")
+	old, _ := os.Readlink(data)
+	tmp := filepath.Join(v.dir, "..data_tmp")
+	if err := os.Symlink(target, tmp); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, data); err != nil {
+		v.t.Fatal(err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+}
+
+// watchSource runs s.Watch until the test ends and returns a function
+// that reports what Watch has reported so far.
+func watchSource(t *testing.T, s *SecretSource) func() (changes int, errs []error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var changes int
+	var errs []error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(ctx, func(changed bool, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if changed {
+				changes++
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Watch did not return after its context ended")
+		}
+	})
+	return func() (int, []error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return changes, append([]error(nil), errs...)
+	}
+}
+
+// eventually polls cond every 20ms for up to limit.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSecretSourceFixedValue(t *testing.T) {
+	s, err := NewSecretSource("fixed-key", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get().Reveal(); got != "fixed-key" {
+		t.Errorf("Get %q; want fixed-key", got)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.Watch(context.Background(), func(bool, error) { t.Error("a fixed value reported a reload") })
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch of a fixed value did not return at once")
+	}
+}
+
+func TestSecretSourceUnusableFile(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range map[string]string{"missing": filepath.Join(dir, "missing"), "empty": empty} {
+		t.Run(name, func(t *testing.T) {
+			if s, err := NewSecretSource("", path); err == nil {
+				t.Errorf("NewSecretSource(%s) = %v; want an error", name, s)
+			}
+		})
+	}
+}
+
+// A rotation through the kubelet's `..data` swap is picked up by Watch
+// without anything else happening; a swap to an empty file, or to a
+// directory without the file, keeps the last good value and is reported
+// once; a later good swap takes effect again.
+func TestSecretSourceFollowsKubernetesRotation(t *testing.T) {
+	vol := newSourceVolume(t, "api-key", "key-one\n")
+	s, err := NewSecretSource("", filepath.Join(vol.dir, "api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get().Reveal(); got != "key-one" {
+		t.Fatalf("Get %q; want key-one (trailing newline trimmed)", got)
+	}
+	reported := watchSource(t, s)
+
+	vol.set("api-key", "key-two\n")
+	eventually(t, 5*time.Second, "key-two", func() bool { return s.Get().Reveal() == "key-two" })
+
+	vol.set("api-key", "")
+	eventually(t, 5*time.Second, "the empty file to be reported", func() bool { _, errs := reported(); return len(errs) == 1 })
+	if got := s.Get().Reveal(); got != "key-two" {
+		t.Errorf("after an empty rotation Get %q; want key-two, the last good value", got)
+	}
+
+	// `..data` pointing at a directory without the file: unreadable.
+	if err := os.Mkdir(filepath.Join(vol.dir, "..2026_empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vol.point("..2026_empty")
+	eventually(t, 5*time.Second, "the missing file to be reported", func() bool { _, errs := reported(); return len(errs) == 2 })
+	if got := s.Get().Reveal(); got != "key-two" {
+		t.Errorf("after an unreadable rotation Get %q; want key-two", got)
+	}
+
+	vol.set("api-key", "key-three")
+	eventually(t, 5*time.Second, "key-three", func() bool { return s.Get().Reveal() == "key-three" })
+	changes, errs := reported()
+	if changes != 2 || len(errs) != 2 {
+		t.Errorf("Watch reported %d changes and errors %v; want 2 changes and 2 errors", changes, errs)
+	}
+	for _, err := range errs {
+		for _, secret := range []string{"key-one", "key-two", "key-three"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q shows a secret", err)
+			}
+		}
+	}
+}
+
+// Readers during a stream of rotations see only whole values, never an
+// empty or partial one.
+func TestSecretSourceGetDuringRotations(t *testing.T) {
+	vol := newSourceVolume(t, "api-key", "key-0000")
+	s, err := NewSecretSource("", filepath.Join(vol.dir, "api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if v := s.Get().Reveal(); len(v) != len("key-0000") || !strings.HasPrefix(v, "key-") {
+					t.Errorf("Get %q during rotation", v)
+					return
+				}
+			}
+		})
+	}
+	for i := 1; i <= 50; i++ {
+		vol.set("api-key", fmt.Sprintf("key-%04d\n", i))
+		if _, err := s.file.Reload(); err != nil {
+			t.Errorf("reload %d: %v", i, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if got := s.Get().Reveal(); got != "key-0050" {
+		t.Errorf("Get %q after the last rotation; want key-0050", got)
+	}
+}

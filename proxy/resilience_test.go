@@ -1,0 +1,677 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/bluetape/bluetape-gateway/config"
+	"github.com/bluetape/bluetape-gateway/metrics"
+)
+
+// metricValue returns the value of the counter or gauge series of family
+// name whose labels include the given name/value pairs; 0 when there is
+// no such series.
+func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// metricSum adds up every series of a counter family.
+func metricSum(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// resetConnection answers by resetting the TCP connection: the peer sees
+// ECONNRESET, as from a crashed upstream or a dropping load balancer.
+func resetConnection(w http.ResponseWriter, _ *http.Request) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
+func answerWith(status int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+// okAnswer is the fake upstream's default 200 for the requested id.
+func okAnswer(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
+}
+
+// hangUntilCancelled never answers; it returns when the gateway gives up.
+func hangUntilCancelled(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// checkErrorBody fails the test unless body is the contract's error body
+// for status: exactly {"code": "<status>", "reason": "..."} as JSON.
+func checkErrorBody(t *testing.T, resp *http.Response, body string) {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q; want application/json", ct)
+	}
+	var v map[string]string
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("error body %q is not a JSON object of strings: %v", body, err)
+	}
+	if len(v) != 2 || v["code"] != strconv.Itoa(resp.StatusCode) || v["reason"] == "" {
+		t.Errorf("error body %q; want exactly code %q and a reason", body, strconv.Itoa(resp.StatusCode))
+	}
+}
+
+func TestRetriesOnlyTransientFailures(t *testing.T) {
+	cases := map[string]struct {
+		fail   http.HandlerFunc
+		status int   // the answer when every attempt fails
+		calls  int64 // upstream calls for one request
+	}{
+		"reset connection": {fail: resetConnection, status: 502, calls: maxAttempts},
+		"502":              {fail: answerWith(502, `bad gateway`), status: 502, calls: maxAttempts},
+		"503":              {fail: answerWith(503, `unavailable`), status: 502, calls: maxAttempts},
+		"504":              {fail: answerWith(504, `gateway timeout`), status: 502, calls: maxAttempts},
+		"500":              {fail: answerWith(500, `{"code": "500", "reason": "Unexpected error."}`), status: 502, calls: 1},
+		"404":              {fail: answerWith(404, `{"code": "404", "reason": "Customer not found."}`), status: 404, calls: 1},
+		"400":              {fail: answerWith(400, `{"code": "400", "reason": "Bad id."}`), status: 400, calls: 1},
+		"401":              {fail: answerWith(401, `{"code": "401", "reason": "Unauthorized."}`), status: 502, calls: 1},
+		"403":              {fail: answerWith(403, `{"code": "403", "reason": "Forbidden."}`), status: 502, calls: 1},
+		"429":              {fail: answerWith(429, `{"code": "429", "reason": "Slow down."}`), status: 503, calls: 1},
+		"timeout":          {fail: hangUntilCancelled, status: 504, calls: 1},
+		"garbage body":     {fail: answerWith(200, `<html>`), status: 502, calls: 1},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = 200 * time.Millisecond })
+			tg.Upstream.setHandler(tc.fail)
+			resp, body := tg.get(t, "/customers/c1/signup")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d; want %d (%s)", resp.StatusCode, tc.status, body)
+			}
+			checkErrorBody(t, resp, body)
+			if got := tg.Upstream.calls.Load(); got != tc.calls {
+				t.Errorf("upstream calls %d; want %d", got, tc.calls)
+			}
+			if got := metricValue(t, tg.Registry, metrics.UpstreamRetriesTotal); got != float64(tc.calls-1) {
+				t.Errorf("%s %v; want %d", metrics.UpstreamRetriesTotal, got, tc.calls-1)
+			}
+			if got := metricSum(t, tg.Registry, metrics.UpstreamRequestsTotal); got != float64(tc.calls) {
+				t.Errorf("%s sums to %v; want %d", metrics.UpstreamRequestsTotal, got, tc.calls)
+			}
+		})
+	}
+}
+
+func TestRetryRecoversFromOneFailure(t *testing.T) {
+	for name, fail := range map[string]http.HandlerFunc{
+		"reset connection": resetConnection,
+		"502":              answerWith(502, ""),
+		"503":              answerWith(503, ""),
+		"504":              answerWith(504, ""),
+	} {
+		t.Run(name, func(t *testing.T) {
+			tg := newTestGateway(t, nil)
+			var n atomic.Int64
+			tg.Upstream.setHandler(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) == 1 {
+					fail(w, r)
+					return
+				}
+				okAnswer(w, r)
+			})
+			resp, body := tg.get(t, "/customers/c1/signup")
+			if resp.StatusCode != 200 || !strings.Contains(body, "id=c1") {
+				t.Fatalf("status %d (%s); want 200 for c1", resp.StatusCode, body)
+			}
+			if got := tg.Upstream.calls.Load(); got != 2 {
+				t.Errorf("upstream calls %d; want 2", got)
+			}
+			if got := metricValue(t, tg.Registry, metrics.UpstreamRetriesTotal); got != 1 {
+				t.Errorf("retries %v; want 1", got)
+			}
+		})
+	}
+}
+
+// An upstream that fails slowly must not keep a request past its
+// deadline: retries stop when the time left cannot fit one.
+func TestRetriesStayWithinDeadline(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = timeout })
+	tg.Upstream.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(timeout * 6 / 10):
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case <-r.Context().Done():
+		}
+	})
+	start := time.Now()
+	resp, body := tg.get(t, "/customers/slow/signup")
+	elapsed := time.Since(start)
+	if resp.StatusCode != 502 && resp.StatusCode != 504 {
+		t.Fatalf("status %d; want 502 or 504 (%s)", resp.StatusCode, body)
+	}
+	// The budget is two attempts' worth; allow for scheduling under -race.
+	if limit := tg.fetchBudget() + 250*time.Millisecond; elapsed > limit {
+		t.Errorf("answered after %v; want at most %v", elapsed, limit)
+	}
+	if calls := tg.Upstream.calls.Load(); calls < 2 || calls > maxAttempts {
+		t.Errorf("upstream calls %d; want 2 to %d", calls, maxAttempts)
+	}
+}
+
+// neverTrip keeps the breaker closed, so that a test sees the retry
+// budget alone.
+func neverTrip(gobreaker.Counts) bool { return false }
+
+func TestRetryBudgetStopsRetriesInOutage(t *testing.T) {
+	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{trip: neverTrip} })
+	tg.Upstream.answer(503, "down")
+	var perRequest []int64
+	for i := range 12 {
+		before := tg.Upstream.calls.Load()
+		resp, body := tg.get(t, fmt.Sprintf("/customers/outage-%d/signup", i))
+		if resp.StatusCode != 502 {
+			t.Fatalf("request %d: status %d; want 502 (%s)", i, resp.StatusCode, body)
+		}
+		perRequest = append(perRequest, tg.Upstream.calls.Load()-before)
+	}
+	// Ten tokens, one spent per failed attempt, retries while more than
+	// five are left: 3 calls, then 2, then 1 for good.
+	want := []int64{3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
+	if fmt.Sprint(perRequest) != fmt.Sprint(want) {
+		t.Errorf("upstream calls per request %v; want %v", perRequest, want)
+	}
+	if got := metricValue(t, tg.Registry, metrics.UpstreamRetriesTotal); got != 3 {
+		t.Errorf("retries %v; want 3", got)
+	}
+
+	// Successes earn the budget back: a tenth of a token each.
+	tg.Upstream.setHandler(okAnswer)
+	for i := range 80 {
+		if resp, body := tg.get(t, fmt.Sprintf("/customers/back-%d/signup", i)); resp.StatusCode != 200 {
+			t.Fatalf("status %d (%s)", resp.StatusCode, body)
+		}
+	}
+	tg.Upstream.answer(503, "down")
+	before := tg.Upstream.calls.Load()
+	tg.get(t, "/customers/after/signup")
+	if got := tg.Upstream.calls.Load() - before; got != maxAttempts {
+		t.Errorf("after recovery, upstream calls %d; want %d (retries resumed)", got, maxAttempts)
+	}
+}
+
+// In a partial outage (one id in five failing) the breaker stays closed,
+// and the budget alone stops the retries from tripling the failing load.
+func TestRetryBudgetInPartialOutage(t *testing.T) {
+	tg := newTestGateway(t, nil)
+	tg.Upstream.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(lastSegment(r.URL.Path), "bad-") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		okAnswer(w, r)
+	})
+	var badCalls []int64
+	for i := range 20 {
+		before := tg.Upstream.calls.Load()
+		if resp, _ := tg.get(t, fmt.Sprintf("/customers/bad-%d/signup", i)); resp.StatusCode != 502 {
+			t.Fatalf("bad-%d: status %d; want 502", i, resp.StatusCode)
+		}
+		badCalls = append(badCalls, tg.Upstream.calls.Load()-before)
+		for j := range 4 {
+			if resp, _ := tg.get(t, fmt.Sprintf("/customers/ok-%d-%d/signup", i, j)); resp.StatusCode != 200 {
+				t.Fatalf("ok-%d-%d: status %d; want 200", i, j, resp.StatusCode)
+			}
+		}
+	}
+	if badCalls[0] != maxAttempts {
+		t.Errorf("first failing request made %d calls; want %d", badCalls[0], maxAttempts)
+	}
+	for i, n := range badCalls[10:] {
+		if n != 1 {
+			t.Errorf("failing request %d made %d calls; want 1 once the budget is spent (all: %v)", i+10, n, badCalls)
+			break
+		}
+	}
+	if got := metricValue(t, tg.Registry, metrics.CircuitBreakerState); got != 0 {
+		t.Errorf("breaker state %v; want 0 (closed)", got)
+	}
+}
+
+// tripBreaker sends failing requests until the breaker refuses one, and
+// returns that refusal.
+func (tg *testGateway) tripBreaker(t *testing.T) (*http.Response, string) {
+	t.Helper()
+	tg.Upstream.answer(502, "down")
+	for i := range 10 {
+		resp, body := tg.get(t, fmt.Sprintf("/customers/trip-%d/signup", i))
+		if resp.StatusCode == 503 {
+			return resp, body
+		}
+		if resp.StatusCode != 502 {
+			t.Fatalf("status %d while tripping; want 502 (%s)", resp.StatusCode, body)
+		}
+	}
+	t.Fatal("the breaker did not open after 10 failing requests")
+	return nil, ""
+}
+
+// waitFor polls cond every 10ms until it holds, failing the test after
+// limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestBreakerOpensOnSustainedFailure(t *testing.T) {
+	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: time.Hour} })
+	resp, body := tg.tripBreaker(t)
+	checkErrorBody(t, resp, body)
+	if ra := resp.Header.Get("Retry-After"); ra != "3600" {
+		t.Errorf("Retry-After %q; want 3600, the time left open", ra)
+	}
+	// Five failures in a row: three attempts, then two.
+	if got := tg.Upstream.calls.Load(); got != 5 {
+		t.Errorf("upstream calls before opening %d; want 5", got)
+	}
+	if got := metricValue(t, tg.Registry, metrics.CircuitBreakerState); got != 2 {
+		t.Errorf("breaker state %v; want 2 (open)", got)
+	}
+	calls := tg.Upstream.calls.Load()
+	for i := range 20 {
+		start := time.Now()
+		resp, body := tg.get(t, fmt.Sprintf("/customers/held-%d/signup", i))
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After (%s)",
+				resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("open breaker answered after %v; want at once", d)
+		}
+	}
+	if got := tg.Upstream.calls.Load(); got != calls {
+		t.Errorf("upstream calls grew from %d to %d while the breaker was open", calls, got)
+	}
+	if !strings.Contains(tg.Logs.String(), `"msg":"upstream circuit breaker changed state","state":"open"`) {
+		t.Error("the opening is not logged")
+	}
+}
+
+func TestBreakerRetryAfterByDefault(t *testing.T) {
+	tg := newTestGateway(t, nil)
+	resp, _ := tg.tripBreaker(t)
+	ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || ra < 1 || ra > int(breakerOpen/time.Second) {
+		t.Errorf("Retry-After %q; want 1 to %d", resp.Header.Get("Retry-After"), int(breakerOpen/time.Second))
+	}
+}
+
+func TestBreakerHalfOpensThenCloses(t *testing.T) {
+	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: 100 * time.Millisecond} })
+	tg.tripBreaker(t)
+	// No request is needed for the gauge to show the half-open state.
+	waitFor(t, 5*time.Second, "the half-open state", func() bool {
+		return metricValue(t, tg.Registry, metrics.CircuitBreakerState) == 1
+	})
+	tg.Upstream.setHandler(okAnswer)
+	calls := tg.Upstream.calls.Load()
+	resp, body := tg.get(t, "/customers/probe/signup")
+	if resp.StatusCode != 200 {
+		t.Fatalf("probe: status %d; want 200 (%s)", resp.StatusCode, body)
+	}
+	if got := tg.Upstream.calls.Load() - calls; got != 1 {
+		t.Errorf("probe made %d upstream calls; want 1", got)
+	}
+	if got := metricValue(t, tg.Registry, metrics.CircuitBreakerState); got != 0 {
+		t.Errorf("breaker state %v after a good probe; want 0 (closed)", got)
+	}
+	if resp, _ := tg.get(t, "/customers/after/signup"); resp.StatusCode != 200 {
+		t.Errorf("after closing: status %d; want 200", resp.StatusCode)
+	}
+}
+
+func TestBreakerReopensWhenProbeFails(t *testing.T) {
+	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: 100 * time.Millisecond} })
+	tg.tripBreaker(t)
+	waitFor(t, 5*time.Second, "the half-open state", func() bool {
+		return metricValue(t, tg.Registry, metrics.CircuitBreakerState) == 1
+	})
+	calls := tg.Upstream.calls.Load()
+	resp, body := tg.get(t, "/customers/probe/signup")
+	if resp.StatusCode != 502 && resp.StatusCode != 503 {
+		t.Fatalf("failed probe: status %d; want 502 or 503 (%s)", resp.StatusCode, body)
+	}
+	if got := tg.Upstream.calls.Load() - calls; got != 1 {
+		t.Errorf("half-open breaker let %d calls through; want 1 probe", got)
+	}
+	if got := metricValue(t, tg.Registry, metrics.CircuitBreakerState); got != 2 {
+		t.Errorf("breaker state %v after a failed probe; want 2 (open)", got)
+	}
+}
+
+// While the breaker holds requests back, an id with an expired entry is
+// still answered from it.
+func TestOpenBreakerServesStale(t *testing.T) {
+	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: time.Hour} })
+	if resp, _ := tg.get(t, "/customers/known/signup"); resp.StatusCode != 200 {
+		t.Fatalf("warming: status %d", resp.StatusCode)
+	}
+	tg.Clock.Advance(16 * time.Minute) // past the 15m TTL, within the stale window
+	tg.tripBreaker(t)
+	calls := tg.Upstream.calls.Load()
+	resp, body := tg.get(t, "/customers/known/signup")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "STALE" || !strings.Contains(body, "id=known") {
+		t.Fatalf("status %d, X-Cache %q (%s); want 200 STALE for known", resp.StatusCode, resp.Header.Get("X-Cache"), body)
+	}
+	if tg.Upstream.calls.Load() != calls {
+		t.Error("the open breaker let a call through")
+	}
+}
+
+func TestBackoffIsJitteredAndCapped(t *testing.T) {
+	for attempt := 1; attempt <= 8; attempt++ {
+		limit := min(backoffCap, backoffBase<<(attempt-1))
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := backoff(attempt)
+			if d < 0 || d > limit {
+				t.Fatalf("backoff(%d) = %v; want within [0, %v]", attempt, d, limit)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 100 {
+			t.Errorf("backoff(%d) took %d distinct values in 200 draws; want jitter", attempt, len(seen))
+		}
+	}
+}
+
+func TestRetryBudget(t *testing.T) {
+	b := newRetryBudget()
+	var allowed []bool
+	for range 7 {
+		allowed = append(allowed, b.failure())
+	}
+	if want := "[true true true true false false false]"; fmt.Sprint(allowed) != want {
+		t.Errorf("retries allowed %v; want %s", allowed, want)
+	}
+	for range 1000 {
+		b.success()
+	}
+	if b.tokens != b.max {
+		t.Errorf("tokens %v after many successes; want the cap %v", b.tokens, b.max)
+	}
+}
+
+// secretVolume is a directory laid out as the kubelet mounts a Secret:
+// each file lives in a timestamped directory, `..data` links to it, and
+// each visible name links through `..data`. An update writes a new
+// timestamped directory and swaps `..data` atomically.
+type secretVolume struct {
+	t   *testing.T
+	dir string
+	gen int
+}
+
+func newSecretVolume(t *testing.T, files map[string]string) *secretVolume {
+	t.Helper()
+	v := &secretVolume{t: t, dir: t.TempDir()}
+	v.swap(files)
+	for name := range files {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return v
+}
+
+func (v *secretVolume) path(name string) string { return filepath.Join(v.dir, name) }
+
+// swap replaces the volume's content as the kubelet does.
+func (v *secretVolume) swap(files map[string]string) {
+	v.t.Helper()
+	v.gen++
+	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%d", v.gen, v.gen)
+	if err := os.Mkdir(filepath.Join(v.dir, ts), 0o755); err != nil {
+		v.t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(v.dir, ts, name), []byte(content), 0o644); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
+	tmp := filepath.Join(v.dir, "..data_tmp")
+	if err := os.Symlink(ts, tmp); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
+		v.t.Fatal(err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+}
+
+// keyChecker is a fake BlueTape's credential check: it accepts the keys
+// it is told to, answers 401 to any other, and counts what it saw.
+type keyChecker struct {
+	mu       sync.Mutex
+	accepted map[string]bool
+	seen     map[string]int
+}
+
+func (k *keyChecker) accept(keys ...string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.accepted = map[string]bool{}
+	for _, key := range keys {
+		k.accepted[key] = true
+	}
+}
+
+func (k *keyChecker) count(key string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.seen[key]
+}
+
+func (k *keyChecker) handler(account string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		keys := r.Header.Values("X-Bluetape-Key")
+		k.mu.Lock()
+		if k.seen == nil {
+			k.seen = map[string]int{}
+		}
+		ok := len(keys) == 1 && k.accepted[keys[0]] &&
+			len(r.Header.Values("X-Integration-Accountid")) == 1 && r.Header.Get("X-Integration-Accountid") == account
+		if len(keys) == 1 {
+			k.seen[keys[0]]++
+		}
+		k.mu.Unlock()
+		if !ok {
+			answerWith(401, `{"code": "401", "reason": "Unauthorized."}`)(w, r)
+			return
+		}
+		okAnswer(w, r)
+	}
+}
+
+// A key rotated through the kubelet's `..data` swap takes effect on the
+// next upstream call, while requests keep flowing and none fails; a
+// rotation to an empty file keeps the last good key.
+func TestSecretRotationUnderTraffic(t *testing.T) {
+	const oldKey, newKey, account = "key-old-3c1d9a", "key-new-7e2b4f", "acct-42"
+	vol := newSecretVolume(t, map[string]string{"api-key": oldKey + "\n", "account-id": account + "\n"})
+	key, err := config.NewSecretSource("", vol.path("api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := config.NewSecretSource("", vol.path("account-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reloadErrs atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	for _, s := range []*config.SecretSource{key, acct} {
+		watchers.Go(func() {
+			s.Watch(ctx, func(_ bool, err error) {
+				if err != nil {
+					reloadErrs.Add(1)
+				}
+			})
+		})
+	}
+	t.Cleanup(func() { cancel(); watchers.Wait() })
+
+	tg := newTestGateway(t, func(o *Options) {
+		o.Credentials = func() (string, string) { return key.Get().Reveal(), acct.Get().Reveal() }
+	})
+	checker := &keyChecker{}
+	checker.accept(oldKey)
+	tg.Upstream.setHandler(checker.handler(account))
+
+	// traffic sends requests for new ids (cache misses) from four
+	// goroutines until stop is closed, and reports every non-200.
+	var seq atomic.Int64
+	traffic := func(stop <-chan struct{}) (wait func() []string) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var failures []string
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := fmt.Sprintf("rot-%d", seq.Add(1))
+					resp, err := http.Get(tg.URL + "/customers/" + id + "/signup")
+					if err != nil {
+						mu.Lock()
+						failures = append(failures, err.Error())
+						mu.Unlock()
+						continue
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 || !strings.Contains(string(body), "id="+id+`"`) {
+						mu.Lock()
+						failures = append(failures, fmt.Sprintf("%s: %d %s", id, resp.StatusCode, body))
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		return func() []string { wg.Wait(); return failures }
+	}
+
+	// During the swap BlueTape accepts both keys, as in a real rotation.
+	stop := make(chan struct{})
+	wait := traffic(stop)
+	waitFor(t, 5*time.Second, "traffic with the old key", func() bool { return checker.count(oldKey) >= 10 })
+	checker.accept(oldKey, newKey)
+	vol.swap(map[string]string{"api-key": newKey + "\n", "account-id": account + "\n"})
+	waitFor(t, 10*time.Second, "the new key upstream", func() bool { return checker.count(newKey) >= 10 })
+	close(stop)
+	if failures := wait(); len(failures) > 0 {
+		t.Fatalf("%d requests failed during the rotation, first: %s", len(failures), failures[0])
+	}
+
+	// From now on only the new key is good.
+	checker.accept(newKey)
+	stop = make(chan struct{})
+	wait = traffic(stop)
+	waitFor(t, 5*time.Second, "traffic after the rotation", func() bool { return checker.count(newKey) >= 30 })
+	// A rotation that leaves an empty file is refused: the new key stays.
+	vol.swap(map[string]string{"api-key": "\n", "account-id": account + "\n"})
+	waitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { return reloadErrs.Load() > 0 })
+	n := checker.count(newKey)
+	waitFor(t, 5*time.Second, "traffic after the failed reload", func() bool { return checker.count(newKey) >= n+20 })
+	close(stop)
+	if failures := wait(); len(failures) > 0 {
+		t.Fatalf("%d requests failed after the rotation, first: %s", len(failures), failures[0])
+	}
+	if got := reloadErrs.Load(); got != 1 {
+		t.Errorf("reload errors reported %d times; want once for one bad content", got)
+	}
+	if got := key.Get().Reveal(); got != newKey {
+		t.Errorf("key in force %q; want the last good one", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,6 +152,8 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 	return v, v != ""
 }
 
+var yamlLine = regexp.MustCompile(`line \d+`)
+
 func readYAML(file string) (map[string]string, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -158,7 +161,13 @@ func readYAML(file string) (map[string]string, error) {
 	}
 	var raw map[string]yaml.Node
 	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("%s: parsing %s: %w", EnvConfig, file, err)
+		// yaml.v3 quotes the offending value, which may be a secret when
+		// the wrong file is named; only its position is passed on.
+		where := ""
+		if m := yamlLine.FindString(err.Error()); m != "" {
+			where = " (" + m + ")"
+		}
+		return nil, fmt.Errorf("%s: parsing %s: not a YAML mapping of settings to values%s", EnvConfig, file, where)
 	}
 	out := make(map[string]string, len(raw))
 	for k, n := range raw {

@@ -143,6 +143,7 @@ func TestBadConfig(t *testing.T) {
 		{env: map[string]string{EnvLogLevel: "loud"}, want: `GATEWAY_LOG_LEVEL: unknown level "loud": want debug, info, warn or error`},
 		{file: "testdata/unknown-key.yaml", want: `GATEWAY_CONFIG: testdata/unknown-key.yaml: unknown setting "GATEWAY_CACHE_TLL"`},
 		{file: "testdata/not-scalar.yaml", want: `GATEWAY_CONFIG: testdata/not-scalar.yaml: GATEWAY_CACHE_TTL must be a single value`},
+		{file: "testdata/api-key", want: `GATEWAY_CONFIG: parsing testdata/api-key: not a YAML mapping of settings to values (line 1)`},
 		{file: "testdata/missing.yaml", want: `GATEWAY_CONFIG: reading config file: open testdata/missing.yaml: no such file or directory`},
 	}
 	for _, tc := range cases {

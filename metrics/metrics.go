@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -46,7 +47,8 @@ func Names() []string {
 }
 
 // Request durations span a cache hit, answered in tens of microseconds,
-// to an upstream call near GATEWAY_UPSTREAM_TIMEOUT (5s by default), so the
+// to a miss whose upstream call, retries included, may take two attempts'
+// time (10s with the default GATEWAY_UPSTREAM_TIMEOUT of 5s), so the
 // buckets start at 50µs and reach 10s, about three per decade: fine enough
 // below a millisecond to see the cache's latency move, and around the
 // upstream's usual 20–500ms to read its p99.
@@ -174,6 +176,11 @@ func New(reg prometheus.Registerer, version string, cacheEntries func() float64)
 			return nil, err
 		}
 	}
+	// The secrets' reload errors start at zero, so that increase() sees
+	// the first failure.
+	for _, secret := range []string{"api_key", "account_id", "callers"} {
+		m.secretReloadErrs.WithLabelValues(secret)
+	}
 	m.hit = m.cacheLookups.WithLabelValues(CacheHit)
 	m.miss = m.cacheLookups.WithLabelValues(CacheMiss)
 	m.stale = m.cacheLookups.WithLabelValues(CacheStale)
@@ -215,23 +222,28 @@ func (m *Metrics) Request(code int, d time.Duration) {
 func (m *Metrics) RequestWithExemplar(code int, d time.Duration, requestID string) {
 	s := m.series(code)
 	s.count.Inc()
-	if eo, ok := s.duration.(prometheus.ExemplarObserver); ok && requestID != "" {
-		eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"request_id": requestID})
-		return
-	}
-	s.duration.Observe(d.Seconds())
+	observe(s.duration, d, requestID)
 }
 
 // Upstream records one request sent to BlueTape. outcome is the upstream
-// status code, "timeout" or "error".
+// status code, "timeout" or "error"; any other value is counted as
+// "error", so that the label keeps to its fixed set.
 func (m *Metrics) Upstream(outcome string, d time.Duration, requestID string) {
-	m.upstream.WithLabelValues(outcome).Inc()
-	o := m.upstreamDuration.WithLabelValues(outcome)
-	if eo, ok := o.(prometheus.ExemplarObserver); ok && requestID != "" {
-		eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"request_id": requestID})
-		return
+	if !validOutcome(outcome) {
+		outcome = "error"
 	}
-	o.Observe(d.Seconds())
+	m.upstream.WithLabelValues(outcome).Inc()
+	observe(m.upstreamDuration.WithLabelValues(outcome), d, requestID)
+}
+
+// validOutcome reports whether outcome is a value of the outcome label: a
+// three-digit status, "timeout" or "error".
+func validOutcome(outcome string) bool {
+	if outcome == "timeout" || outcome == "error" {
+		return true
+	}
+	return len(outcome) == 3 && '1' <= outcome[0] && outcome[0] <= '5' &&
+		'0' <= outcome[1] && outcome[1] <= '9' && '0' <= outcome[2] && outcome[2] <= '9'
 }
 
 // CacheLookup counts one cache lookup; result is one of the Cache* values.
@@ -266,3 +278,20 @@ func (m *Metrics) RedisError() { m.redisErrors.Inc() }
 
 // Retry counts an upstream retry.
 func (m *Metrics) Retry() { m.retries.Inc() }
+
+// maxExemplarID is the longest request id attached as an exemplar: the
+// OpenMetrics limit is 128 characters for an exemplar's label names and
+// values together, and client_golang panics beyond it.
+const maxExemplarID = prometheus.ExemplarMaxRunes - len("request_id")
+
+// observe records d in o with requestID as its exemplar, when there is an
+// id that fits one; a request id is ASCII, so its length in bytes is its
+// length in runes.
+func observe(o prometheus.Observer, d time.Duration, requestID string) {
+	eo, ok := o.(prometheus.ExemplarObserver)
+	if !ok || requestID == "" || len(requestID) > maxExemplarID || !utf8.ValidString(requestID) {
+		o.Observe(d.Seconds())
+		return
+	}
+	eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"request_id": requestID})
+}

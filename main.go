@@ -26,6 +26,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/sandbox"
 	"github.com/bluetape/bluetape-gateway/proxy/serve"
+	"github.com/bluetape/bluetape-gateway/proxy/shared"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -89,7 +90,9 @@ func start(ctx context.Context, o startOptions) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(o.stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logs := proxy.NewLogHandler(o.stdout, cfg.LogLevel)
+	defer logs.Close()
+	log := slog.New(logs)
 	if o.sandbox {
 		log.Warn("SANDBOX MODE: answering from a built-in fake BlueTape on loopback; for local development only", "upstream", cfg.BaseURL.String())
 	}
@@ -136,6 +139,15 @@ func start(ctx context.Context, o startOptions) error {
 	}
 	if registry != nil {
 		opts.Callers = registry.Get
+	}
+	if url := cfg.RedisURL.Reveal(); url != "" {
+		rs, err := shared.New(ctx, shared.Options{URL: url, L1: c, Local: limits, TTL: cfg.CacheTTL,
+			NegativeTTL: cfg.NegativeCacheTTL, StaleTTL: cfg.StaleTTL, Metrics: m, Logger: log})
+		if err != nil {
+			return fmt.Errorf("%s: %w", config.EnvRedisURL, err)
+		}
+		defer rs.Close()
+		opts.Cache, opts.Limits, opts.Quota, opts.Locker = rs.Cache(), rs.Limiter(), rs.Limiter(), rs.Locker()
 	}
 	gw, err := proxy.New(opts)
 	if err != nil {

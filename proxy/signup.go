@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -29,7 +31,7 @@ const anonymous = "anonymous"
 
 // serveSignup runs the signup pipeline: concurrency cap, authentication,
 // rate limit, then the answer from cache or upstream.
-func (g *Gateway) serveSignup(c echo.Context) error {
+func (g *Gateway) serveSignup(c echo.Context) (err error) {
 	st := requestState{start: time.Now(), caller: "-"}
 	n := g.inFlight.Add(1)
 	g.metrics.InFlight().Inc()
@@ -37,7 +39,16 @@ func (g *Gateway) serveSignup(c echo.Context) error {
 		g.inFlight.Add(-1)
 		g.metrics.InFlight().Dec()
 	}()
-	var err error
+	// A panic is answered 500, counted and logged like any other answer.
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			g.log.Error("panic serving request", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = g.finish(c, &st, fmt.Errorf("panic: %v", r))
+		}
+	}()
 	if n > g.maxFlight {
 		err = errAtCapacity
 	} else {
@@ -109,11 +120,15 @@ var cacheValues = map[string][]string{"HIT": {"HIT"}, "MISS": {"MISS"}, "STALE":
 // is cached before the waiters get it.
 func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestState) (upstreamAnswer, error) {
 	ch := g.flight.DoChan(id, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.fetchBudget())
+		// Waiting for another replica's call lasts at most its lock, one
+		// fetch budget; the call of our own then gets a budget of its own.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*g.fetchBudget())
 		defer cancel()
 		answer, err, done := g.awaitLeader(ctx, id)
 		if !done {
-			answer, err = g.fetch(ctx, id, requestID)
+			fctx, cancel := context.WithTimeout(ctx, g.fetchBudget())
+			defer cancel()
+			answer, err = g.fetch(fctx, id, requestID)
 		}
 		if err == nil && !done {
 			switch answer.status {

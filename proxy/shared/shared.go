@@ -1,0 +1,222 @@
+// Package shared lets the gateway's replicas share their answer cache, their
+// rate limits and the election of the replica that calls the upstream for a
+// cold id, through Redis.
+//
+// Each replica keeps its in-process cache as a small first level in front
+// of Redis. Redis is never needed to answer: when it is slow or
+// unreachable, a replica falls back to its own cache and limits within one
+// short operation timeout, skips Redis for a while, and shares again once a
+// probe succeeds.
+//
+// Every key starts with "bluetape-gateway:v1:"; the version changes with
+// any change of layout or encoding, so that replicas of different versions
+// never misread each other's entries.
+package shared
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+)
+
+// keyPrefix starts every key and channel name the gateway uses.
+const keyPrefix = "bluetape-gateway:v1:"
+
+// Defaults of Options.
+const (
+	DefaultTimeout    = 100 * time.Millisecond
+	DefaultRetryAfter = time.Second
+	DefaultL1TTL      = 30 * time.Second
+)
+
+// Options configures a Store.
+type Options struct {
+	// URL locates Redis, in the forms go-redis's ParseURL reads:
+	// redis://[user:password@]host:port[/db], rediss://... for TLS, or
+	// unix://[user:password@]/path/to/socket?db=N. Its query options
+	// (pool_size, client_name, protocol, ...) are honoured, except the
+	// timeouts and retries, which Timeout governs.
+	URL string
+	// L1 is the replica's own cache, the first level. Required.
+	L1 *cache.Cache
+	// Local holds the replica's own buckets, used while Redis is
+	// unreachable. Required.
+	Local *ratelimit.Store
+
+	// TTL, NegativeTTL and StaleTTL are the cache's windows, as in
+	// cache.Options: an entry is fresh for TTL (NegativeTTL for an
+	// upstream 404) and kept StaleTTL longer for serving while the
+	// upstream fails.
+	TTL, NegativeTTL, StaleTTL time.Duration
+	// L1TTL bounds how long the first level serves an entry without
+	// looking at Redis again; it bounds how stale a replica can be after
+	// an eviction it missed. By default min(TTL, 30s).
+	L1TTL time.Duration
+
+	// Timeout bounds each Redis operation, connecting included. By
+	// default 100ms.
+	Timeout time.Duration
+	// RetryAfter is how long a replica leaves Redis alone after an
+	// operation failed, before one operation probes it again. By
+	// default 1s.
+	RetryAfter time.Duration
+
+	// Metrics counts failed Redis operations; Logger tells when Redis
+	// goes away and comes back. Both required.
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Now is the clock of cache freshness; by default time.Now. Rate
+	// limits use Redis's clock.
+	Now func() time.Time
+}
+
+// Store is the gateway's shared state in Redis. Its Cache, Limiter and
+// Locker are safe for concurrent use. Create it with New; Close releases
+// its connections.
+type Store struct {
+	conn    *conn
+	cache   *Cache
+	limiter *Limiter
+	locker  *Locker
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// New connects to Redis as o says. It fails only on an invalid URL or
+// missing option: an unreachable Redis is logged, and the Store starts in
+// local mode and keeps probing. Evictions published by other replicas are
+// applied to L1 until ctx is done or Close is called.
+func New(ctx context.Context, o Options) (*Store, error) {
+	if o.L1 == nil || o.Local == nil || o.Metrics == nil || o.Logger == nil {
+		return nil, errors.New("shared: L1, Local, Metrics and Logger are required")
+	}
+	ropts, err := redis.ParseURL(o.URL)
+	if err != nil {
+		// url.Error quotes the whole URL, password included.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("parsing the Redis URL: %w", err)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = DefaultRetryAfter
+	}
+	if o.L1TTL <= 0 {
+		o.L1TTL = min(o.TTL, DefaultL1TTL)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	degradeFast(ropts, o.Timeout)
+	// go-redis logs connection trouble through one process-wide logger;
+	// the circuit already reports it once per change of state.
+	redis.SetLogger(clientLog{o.Logger})
+
+	c := &conn{
+		rdb:     redis.NewClient(ropts),
+		timeout: o.Timeout,
+		circuit: newCircuit(o.RetryAfter, o.Metrics, o.Logger),
+	}
+	ctx, stop := context.WithCancel(ctx)
+	s := &Store{
+		conn: c,
+		cache: &Cache{conn: c, l1: o.L1, ttl: o.TTL, negativeTTL: o.NegativeTTL,
+			staleTTL: o.StaleTTL, l1TTL: o.L1TTL, now: o.Now, log: o.Logger},
+		limiter: &Limiter{conn: c, local: o.Local},
+		locker:  &Locker{conn: c},
+		stop:    stop,
+		done:    make(chan struct{}),
+	}
+	if c.do(ctx, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }) {
+		o.Logger.Info("sharing cache, rate limits and upstream calls through Redis", "redis", ropts.Addr)
+	}
+	go func() {
+		defer close(s.done)
+		s.cache.watchEvictions(ctx)
+	}()
+	return s, nil
+}
+
+// degradeFast makes every operation fail within timeout rather than wait
+// or retry: the caller has a local fallback, and a slow answer costs more
+// than a missed one.
+func degradeFast(o *redis.Options, timeout time.Duration) {
+	o.DialTimeout = timeout
+	o.ReadTimeout = timeout
+	o.WriteTimeout = timeout
+	o.PoolTimeout = timeout
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = -1
+	o.DialerRetries = 1
+	o.DisableIdentity = true
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+}
+
+// Cache returns the two-level answer cache.
+func (s *Store) Cache() *Cache { return s.cache }
+
+// Limiter returns the shared token buckets, for caller limits and the
+// upstream quota alike.
+func (s *Store) Limiter() *Limiter { return s.limiter }
+
+// Locker returns the cross-replica election of upstream callers.
+func (s *Store) Locker() *Locker { return s.locker }
+
+// Close stops applying evictions and closes the connections to Redis.
+func (s *Store) Close() error {
+	s.stop()
+	<-s.done
+	return s.conn.rdb.Close()
+}
+
+// conn is the Redis client with its operation timeout and circuit. Every
+// operation goes through do.
+type conn struct {
+	rdb     *redis.Client
+	timeout time.Duration
+	circuit *circuit
+}
+
+// do runs op within the operation timeout, unless the circuit says to
+// leave Redis alone. It reports whether Redis answered; redis.Nil (no
+// such key) is an answer. A failure is counted and opens the circuit. A
+// caller that goes away says nothing about Redis and changes nothing.
+func (c *conn) do(ctx context.Context, op func(context.Context) error) bool {
+	if !c.circuit.allow() {
+		return false
+	}
+	octx, cancel := context.WithTimeout(ctx, c.timeout)
+	err := op(octx)
+	cancel()
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		c.circuit.success()
+		return true
+	case ctx.Err() != nil:
+		c.circuit.abandon()
+		return false
+	default:
+		c.circuit.failure(err)
+		return false
+	}
+}
+
+// clientLog passes go-redis's own log lines on at debug level.
+type clientLog struct{ log *slog.Logger }
+
+func (l clientLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}

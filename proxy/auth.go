@@ -51,7 +51,8 @@ func callerPolicy(p ratelimit.Policy, caller *callers.Caller) ratelimit.Policy {
 // address as IPv4), or s itself when it is not one.
 func clientKey(s string) string {
 	a, err := netip.ParseAddr(s)
-	if err != nil {
+	if err != nil || a.Is4() {
+		// A parsed IPv4 address is already in its one textual form.
 		return s
 	}
 	return a.Unmap().String()
@@ -66,8 +67,12 @@ func (g *Gateway) limit(c echo.Context, st *requestState, key string, p ratelimi
 	}
 	d := g.limits.Allow(c.Request().Context(), key, p)
 	h := c.Response().Header()
-	h.Set("RateLimit-Policy", policyHeader(p))
-	h.Set("RateLimit", limitHeader(d))
+	if p == g.policy {
+		h["Ratelimit-Policy"] = g.policyHdr
+	} else {
+		h["Ratelimit-Policy"] = []string{policyHeader(p)}
+	}
+	h["Ratelimit"] = []string{limitHeader(d)}
 	if d.Allowed {
 		return nil
 	}

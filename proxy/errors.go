@@ -96,10 +96,10 @@ func writeError(c echo.Context, err error) int {
 		h.Set("WWW-Authenticate", `Bearer realm="bluetape-gateway"`)
 	}
 	if status == http.StatusNotFound && ae == errNotFound {
-		_ = c.JSONBlob(status, notFoundBody)
+		_ = writeJSON(c, status, notFoundBody)
 		return status
 	}
-	_ = c.JSONBlob(status, errorBody(status, ae.reason))
+	_ = writeJSON(c, status, errorBody(status, ae.reason))
 	return status
 }
 
@@ -139,4 +139,18 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+// jsonContentType is shared by every answer's header map; net/http only
+// reads it, and a slice of capacity one cannot be appended to in place.
+var jsonContentType = []string{"application/json"}
+
+// writeJSON writes an encoded JSON body. It sets the header map's entry
+// directly, which saves the allocation of Header.Set on the hot path.
+func writeJSON(c echo.Context, status int, body []byte) error {
+	r := c.Response()
+	r.Header()["Content-Type"] = jsonContentType
+	r.WriteHeader(status)
+	_, err := r.Write(body)
+	return err
 }

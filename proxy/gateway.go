@@ -78,6 +78,7 @@ type Gateway struct {
 
 	cache     AnswerCache
 	policy    ratelimit.Policy
+	policyHdr []string // RateLimit-Policy of the default policy
 	limits    Limiter
 	callers   func() *callers.Registry
 	maxFlight int64
@@ -128,6 +129,7 @@ func New(o Options) (*Gateway, error) {
 		log:         o.Logger,
 		access:      newAccessLog(o.Logger),
 	}
+	g.policyHdr = []string{policyHeader(g.policy)}
 	g.breaker = newBreaker(o.breaker, o.Metrics, o.Logger)
 	g.echo = g.newEcho(o.TrustedProxies)
 	return g, nil
@@ -146,42 +148,67 @@ func (g *Gateway) newEcho(trusted []*net.IPNet) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = ipExtractor(trusted)
-	e.HTTPErrorHandler = func(err error, c echo.Context) { writeError(c, err) }
-
-	// A caller's X-Request-Id is kept only when it is sane; otherwise
-	// Echo's RequestID middleware makes a new one.
-	e.Pre(func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			h := c.Request().Header
-			if v := h.Get(echo.HeaderXRequestID); v != "" && !saneRequestID(v) {
-				h.Del(echo.HeaderXRequestID)
-			}
-			return next(c)
-		}
-	})
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}))
-	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
-		DisableStackAll:   true,
-		DisablePrintStack: true,
-		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-			g.log.Error("panic serving request", "error", err, "stack", string(stack))
-			return err
-		},
-	}))
-	// Requests that match no route (404, 405) are observed here; the
-	// signup route observes itself, with what it knows of the request.
-	// A 405 carries the route's path, so the method tells them apart.
-	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if c.Path() == signupRoute && c.Request().Method == http.MethodGet {
-				return next(c)
-			}
-			st := requestState{start: time.Now(), caller: "-"}
-			return g.finish(c, &st, next(c))
-		}
-	})
-	e.GET(signupRoute, g.serveSignup)
+	// Requests that no route serves (unknown paths, other methods) and
+	// panics end here: they are answered and observed like the rest.
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		ensureRequestID(c)
+		st := requestState{start: time.Now(), caller: "-"}
+		_ = g.finish(c, &st, err)
+	}
+	// Echo applies middleware, e.Use's and a route's alike, anew for
+	// every request, at one allocation per layer. The chain is built once
+	// here instead and registered as the route's handler.
+	e.GET(signupRoute, chain(g.serveSignup,
+		dropInsaneRequestID,
+		middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID, TargetHeader: headerRequestID}),
+		middleware.RecoverWithConfig(middleware.RecoverConfig{
+			DisableStackAll:   true,
+			DisablePrintStack: true,
+			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+				g.log.Error("panic serving request", "error", err, "stack", string(stack))
+				return err
+			},
+		}),
+	))
 	return e
+}
+
+// chain wraps h in mw, the first outermost.
+func chain(h echo.HandlerFunc, mw ...echo.MiddlewareFunc) echo.HandlerFunc {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}
+
+// headerRequestID is X-Request-Id in its canonical form; Echo's constant
+// is not canonical, which costs an allocation per lookup.
+const headerRequestID = "X-Request-Id"
+
+// dropInsaneRequestID removes a caller's X-Request-Id unless it is sane,
+// so that Echo's RequestID middleware makes a new one.
+func dropInsaneRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if v := h.Get(headerRequestID); v != "" && !saneRequestID(v) {
+			h.Del(headerRequestID)
+		}
+		return next(c)
+	}
+}
+
+// ensureRequestID sets X-Request-Id on an answer that no route's
+// middleware handled, with the same rule as the route's.
+func ensureRequestID(c echo.Context) {
+	rh := c.Response().Header()
+	if rh.Get(headerRequestID) != "" {
+		return
+	}
+	id := c.Request().Header.Get(headerRequestID)
+	if id == "" || !saneRequestID(id) {
+		id = newRequestID()
+	}
+	rh.Set(headerRequestID, id)
 }
 
 // ipExtractor believes X-Forwarded-For only from the trusted networks:

@@ -46,7 +46,7 @@ type fakeUpstream struct {
 // newFakeUpstream starts a fake upstream under the base path
 // /genericBthubService. By default it answers 200 with a URL derived from
 // the id.
-func newFakeUpstream(t *testing.T) *fakeUpstream {
+func newFakeUpstream(t testing.TB) *fakeUpstream {
 	t.Helper()
 	f := &fakeUpstream{}
 	f.handler = func(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +100,7 @@ func (f *fakeUpstream) requests() []upstreamCall {
 	return append([]upstreamCall(nil), f.received...)
 }
 
-func (f *fakeUpstream) baseURL(t *testing.T) *url.URL {
+func (f *fakeUpstream) baseURL(t testing.TB) *url.URL {
 	u, err := url.Parse(f.URL + "/genericBthubService")
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func (s *syncBuffer) String() string {
 // limiting is off unless edit turns it on; edit may change any option
 // before the gateway is built. Cache options come from cacheOpts when
 // given.
-func newTestGateway(t *testing.T, edit func(*Options), cacheOpts ...cache.Options) *testGateway {
+func newTestGateway(t testing.TB, edit func(*Options), cacheOpts ...cache.Options) *testGateway {
 	t.Helper()
 	up := newFakeUpstream(t)
 	clock := newTestClock()
@@ -203,12 +203,12 @@ func newTestGateway(t *testing.T, edit func(*Options), cacheOpts ...cache.Option
 }
 
 // get requests path from the gateway with the given header pairs.
-func (tg *testGateway) get(t *testing.T, path string, header ...string) (*http.Response, string) {
+func (tg *testGateway) get(t testing.TB, path string, header ...string) (*http.Response, string) {
 	t.Helper()
 	return tg.do(t, http.MethodGet, path, header...)
 }
 
-func (tg *testGateway) do(t *testing.T, method, path string, header ...string) (*http.Response, string) {
+func (tg *testGateway) do(t testing.TB, method, path string, header ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, tg.URL+path, nil)
 	if err != nil {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -31,7 +29,7 @@ const anonymous = "anonymous"
 
 // serveSignup runs the signup pipeline: concurrency cap, authentication,
 // rate limit, then the answer from cache or upstream.
-func (g *Gateway) serveSignup(c echo.Context) (err error) {
+func (g *Gateway) serveSignup(c echo.Context) error {
 	st := requestState{start: time.Now(), caller: "-"}
 	n := g.inFlight.Add(1)
 	g.metrics.InFlight().Inc()
@@ -39,16 +37,7 @@ func (g *Gateway) serveSignup(c echo.Context) (err error) {
 		g.inFlight.Add(-1)
 		g.metrics.InFlight().Dec()
 	}()
-	// A panic is answered 500, counted and logged like any other answer.
-	defer func() {
-		if r := recover(); r != nil {
-			if r == http.ErrAbortHandler {
-				panic(r)
-			}
-			g.log.Error("panic serving request", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = g.finish(c, &st, fmt.Errorf("panic: %v", r))
-		}
-	}()
+	var err error
 	if n > g.maxFlight {
 		err = errAtCapacity
 	} else {
@@ -81,7 +70,7 @@ func (g *Gateway) signup(c echo.Context, st *requestState) error {
 		return writeSignup(c, entry.Body, "HIT")
 	}
 
-	answer, err := g.load(ctx, id, c.Response().Header().Get(echo.HeaderXRequestID), st)
+	answer, err := g.load(ctx, id, c.Response().Header().Get(headerRequestID), st)
 	if err != nil {
 		var ue *upstreamError
 		errors.As(err, &ue)
@@ -107,8 +96,9 @@ func (g *Gateway) signup(c echo.Context, st *requestState) error {
 }
 
 func writeSignup(c echo.Context, body []byte, cacheHeader string) error {
-	c.Response().Header()["X-Cache"] = cacheValues[cacheHeader]
-	return c.JSONBlob(http.StatusOK, body)
+	h := c.Response().Header()
+	h["X-Cache"] = cacheValues[cacheHeader]
+	return writeJSON(c, http.StatusOK, body)
 }
 
 var cacheValues = map[string][]string{"HIT": {"HIT"}, "MISS": {"MISS"}, "STALE": {"STALE"}}
@@ -223,7 +213,7 @@ func (g *Gateway) finish(c echo.Context, st *requestState, err error) error {
 		status = writeError(c, err)
 	}
 	d := time.Since(st.start)
-	rid := c.Response().Header().Get(echo.HeaderXRequestID)
+	rid := c.Response().Header().Get(headerRequestID)
 	if st.cache == metrics.CacheHit {
 		g.metrics.Request(status, d)
 	} else {

@@ -1,119 +1,23 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
-// binary is the gateway built once for the process tests.
-var binary string
+// gateway is the binary built once for the process tests.
+var gateway gatewaytest.Binary
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gateway-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "gateway")
-	build := exec.Command("go", "build", "-race", "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		os.RemoveAll(dir)
-		panic("building the gateway: " + err.Error())
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// process is a gateway started as a process; its stdout log is scanned
-// for the addresses it listens on.
-type process struct {
-	cmd       *exec.Cmd
-	api       string
-	admin     string
-	mu        sync.Mutex
-	out       bytes.Buffer
-	stderr    bytes.Buffer
-	exited    chan struct{}
-	exitError error
-}
-
-func (p *process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String() + p.stderr.String()
-}
-
-// startGateway runs the binary with exactly env as its environment and
-// waits (bounded) until it says where it listens.
-func startGateway(t *testing.T, env []string, args ...string) *process {
-	t.Helper()
-	p := &process{exited: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
-	p.cmd.Env = append([]string{"GATEWAY_LISTEN_ADDR=127.0.0.1:0", "GATEWAY_ADMIN_ADDR=127.0.0.1:0"}, env...)
-	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	listening := make(chan [2]string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.mu.Lock()
-			p.out.Write(line)
-			p.out.WriteByte('\n')
-			p.mu.Unlock()
-			var v struct{ Msg, API, Admin string }
-			if json.Unmarshal(line, &v) == nil && v.Msg == "gateway listening" {
-				listening <- [2]string{v.API, v.Admin}
-			}
-		}
-		p.exitError = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-	})
-	select {
-	case a := <-listening:
-		p.api, p.admin = "http://"+a[0], "http://"+a[1]
-	case <-p.exited:
-		t.Fatalf("gateway exited before listening: %v\n%s", p.exitError, p.output())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("gateway did not start in 30s:\n%s", p.output())
-	}
-	return p
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
+func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m, "-race")) }
 
 func get(t *testing.T, url string) (int, string, http.Header) {
 	t.Helper()
@@ -144,45 +48,45 @@ func TestProcessConfiguredByEnvironment(t *testing.T) {
 		io.WriteString(w, `{"code": "404", "reason": "Customer not found."}`)
 	}))
 	t.Cleanup(upstream.Close)
-	p := startGateway(t, []string{
+	p := gateway.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + upstream.URL + "/base",
 		"BLUETAPE_API_KEY=" + e2eKey,
 		"BLUETAPE_ACCOUNT_ID=acct-e2e",
 	})
-	if code, body, h := get(t, p.api+"/customers/known/signup"); code != 200 ||
+	if code, body, h := get(t, p.API+"/customers/known/signup"); code != 200 ||
 		body != `{"signUpUrl":"https://www.bluetape.com/signup?id=97bee7a043b58084"}` || h.Get("X-Cache") != "MISS" {
 		t.Errorf("known id: %d %s %v", code, body, h)
 	}
-	if code, _, h := get(t, p.api+"/customers/known/signup"); code != 200 || h.Get("X-Cache") != "HIT" {
+	if code, _, h := get(t, p.API+"/customers/known/signup"); code != 200 || h.Get("X-Cache") != "HIT" {
 		t.Errorf("known id again: %d %v", code, h)
 	}
-	if code, body, _ := get(t, p.api+"/customers/other/signup"); code != 404 || body != `{"code":"404","reason":"Customer not found."}` {
+	if code, body, _ := get(t, p.API+"/customers/other/signup"); code != 404 || body != `{"code":"404","reason":"Customer not found."}` {
 		t.Errorf("unknown id: %d %s", code, body)
 	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
-		if code, _, _ := get(t, p.admin+path); code != want {
+		if code, _, _ := get(t, p.Admin+path); code != want {
 			t.Errorf("admin %s: %d; want %d", path, code, want)
 		}
 	}
-	if code, _, _ := get(t, p.api+"/metrics"); code != 404 {
+	if code, _, _ := get(t, p.API+"/metrics"); code != 404 {
 		t.Errorf("/metrics on the API listener: %d; want 404", code)
 	}
-	if strings.Contains(p.output(), e2eKey) {
-		t.Errorf("the key appears in the gateway's output:\n%s", p.output())
+	if strings.Contains(p.Output(), e2eKey) {
+		t.Errorf("the key appears in the gateway's output:\n%s", p.Output())
 	}
 }
 
 // TestSandboxMode is the README's first command, as a newcomer runs it.
 func TestSandboxMode(t *testing.T) {
-	p := startGateway(t, nil, "-sandbox")
-	if code, body, _ := get(t, p.api+"/customers/dc506b22c7fa/signup"); code != 200 || !strings.Contains(body, `"signUpUrl":"https://www.bluetape.com/signup?id=`) {
+	p := gateway.Start(t, nil, "-sandbox")
+	if code, body, _ := get(t, p.API+"/customers/dc506b22c7fa/signup"); code != 200 || !strings.Contains(body, `"signUpUrl":"https://www.bluetape.com/signup?id=`) {
 		t.Errorf("sandbox: %d %s", code, body)
 	}
-	if code, _, _ := get(t, p.api+"/customers/unknown-customer/signup"); code != 404 {
+	if code, _, _ := get(t, p.API+"/customers/unknown-customer/signup"); code != 404 {
 		t.Errorf("sandbox unknown-customer: %d; want 404", code)
 	}
-	if !strings.Contains(p.output(), "SANDBOX MODE") {
-		t.Errorf("sandbox mode does not say so at start:\n%s", p.output())
+	if !strings.Contains(p.Output(), "SANDBOX MODE") {
+		t.Errorf("sandbox mode does not say so at start:\n%s", p.Output())
 	}
 }
 
@@ -201,25 +105,18 @@ func TestBadConfigurationExits(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, binary)
-			cmd.Env = append([]string{"GATEWAY_LISTEN_ADDR=127.0.0.1:0", "GATEWAY_ADMIN_ADDR=127.0.0.1:0"}, tc.env...)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			if ctx.Err() != nil {
-				t.Fatal("the gateway did not exit")
-			}
+			env := append([]string{"GATEWAY_LISTEN_ADDR=127.0.0.1:0", "GATEWAY_ADMIN_ADDR=127.0.0.1:0"}, tc.env...)
+			p := gatewaytest.Start(t, env, gateway.Path)
+			err := p.Wait(t, 30*time.Second)
 			var exit *exec.ExitError
 			if err == nil || !errAs(err, &exit) || exit.ExitCode() == 0 {
 				t.Fatalf("exit: %v; want a non-zero exit", err)
 			}
-			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			lines := strings.Split(strings.TrimSpace(p.Stderr.String()), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
-				t.Errorf("stderr %q; want one line containing %q", stderr.String(), tc.want)
+				t.Errorf("stderr %q; want one line containing %q", p.Stderr.String(), tc.want)
 			}
-			if strings.Contains(stdout.String()+stderr.String(), e2eKey) {
+			if strings.Contains(p.Output(), e2eKey) {
 				t.Error("the key appears in the output")
 			}
 		})
@@ -233,7 +130,7 @@ func errAs(err error, target **exec.ExitError) bool {
 }
 
 func TestVersionFlag(t *testing.T) {
-	out, err := exec.Command(binary, "-version").Output()
+	out, err := exec.Command(gateway.Path, "-version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "bluetape-gateway ") {
 		t.Fatalf("-version: %q, %v", out, err)
 	}
@@ -242,19 +139,12 @@ func TestVersionFlag(t *testing.T) {
 // TestSIGTERMExitsZero checks the plain lifecycle: ready, then a SIGTERM
 // turns readiness off and the process exits 0.
 func TestSIGTERMExitsZero(t *testing.T) {
-	p := startGateway(t, []string{"GATEWAY_DRAIN_DELAY=0s"}, "-sandbox")
-	if code, _, _ := get(t, p.admin+"/readyz"); code != 200 {
+	p := gateway.Start(t, []string{"GATEWAY_DRAIN_DELAY=0s"}, "-sandbox")
+	if code, _, _ := get(t, p.Admin+"/readyz"); code != 200 {
 		t.Fatalf("readyz %d before SIGTERM", code)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit within 30s of SIGTERM")
-	}
-	if p.exitError != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", p.exitError, p.output())
+	p.Signal(t, syscall.SIGTERM)
+	if err := p.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.Output())
 	}
 }

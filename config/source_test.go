@@ -9,60 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
-
-// sourceVolume is a Secret volume laid out as the kubelet mounts it:
-// `..2026_01_01_.../api-key`, `..data -> ..2026_01_01_...` and
-// `api-key -> ..data/api-key`. set swaps `..data` atomically to a new
-// timestamped directory, then removes the old one, as the kubelet does.
-type sourceVolume struct {
-	t   *testing.T
-	dir string
-	gen int
-}
-
-func newSourceVolume(t *testing.T, name, content string) *sourceVolume {
-	t.Helper()
-	v := &sourceVolume{t: t, dir: t.TempDir()}
-	v.set(name, content)
-	if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.dir, name)); err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-func (v *sourceVolume) set(name, content string) {
-	v.t.Helper()
-	v.gen++
-	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%09d", v.gen, v.gen)
-	if err := os.Mkdir(filepath.Join(v.dir, ts), 0o755); err != nil {
-		v.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(v.dir, ts, name), []byte(content), 0o644); err != nil {
-		v.t.Fatal(err)
-	}
-	v.point(ts)
-}
-
-// point swaps `..data` to target with a temporary link and a rename, and
-// removes the directory it pointed to before.
-func (v *sourceVolume) point(target string) {
-	v.t.Helper()
-	data := filepath.Join(v.dir, "..data")
-	old, _ := os.Readlink(data)
-	tmp := filepath.Join(v.dir, "..data_tmp")
-	if err := os.Symlink(target, tmp); err != nil {
-		v.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, data); err != nil {
-		v.t.Fatal(err)
-	}
-	if old != "" {
-		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {
-			v.t.Fatal(err)
-		}
-	}
-}
 
 // watchSource runs s.Watch until the test ends and returns a function
 // that reports what Watch has reported so far.
@@ -98,18 +47,6 @@ func watchSource(t *testing.T, s *SecretSource) func() (changes int, errs []erro
 		mu.Lock()
 		defer mu.Unlock()
 		return changes, append([]error(nil), errs...)
-	}
-}
-
-// eventually polls cond every 20ms for up to limit.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -153,8 +90,8 @@ func TestSecretSourceUnusableFile(t *testing.T) {
 // directory without the file, keeps the last good value and is reported
 // once; a later good swap takes effect again.
 func TestSecretSourceFollowsKubernetesRotation(t *testing.T) {
-	vol := newSourceVolume(t, "api-key", "key-one\n")
-	s, err := NewSecretSource("", filepath.Join(vol.dir, "api-key"))
+	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": "key-one\n"})
+	s, err := NewSecretSource("", vol.Path("api-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,27 +100,27 @@ func TestSecretSourceFollowsKubernetesRotation(t *testing.T) {
 	}
 	reported := watchSource(t, s)
 
-	vol.set("api-key", "key-two\n")
-	eventually(t, 5*time.Second, "key-two", func() bool { return s.Get().Reveal() == "key-two" })
+	vol.Update(map[string]string{"api-key": "key-two\n"})
+	gatewaytest.WaitFor(t, 5*time.Second, "key-two", func() bool { return s.Get().Reveal() == "key-two" })
 
-	vol.set("api-key", "")
-	eventually(t, 5*time.Second, "the empty file to be reported", func() bool { _, errs := reported(); return len(errs) == 1 })
+	vol.Update(map[string]string{"api-key": ""})
+	gatewaytest.WaitFor(t, 5*time.Second, "the empty file to be reported", func() bool { _, errs := reported(); return len(errs) == 1 })
 	if got := s.Get().Reveal(); got != "key-two" {
 		t.Errorf("after an empty rotation Get %q; want key-two, the last good value", got)
 	}
 
 	// `..data` pointing at a directory without the file: unreadable.
-	if err := os.Mkdir(filepath.Join(vol.dir, "..2026_empty"), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(vol.Dir(), "..2026_empty"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	vol.point("..2026_empty")
-	eventually(t, 5*time.Second, "the missing file to be reported", func() bool { _, errs := reported(); return len(errs) == 2 })
+	vol.Point("..2026_empty")
+	gatewaytest.WaitFor(t, 5*time.Second, "the missing file to be reported", func() bool { _, errs := reported(); return len(errs) == 2 })
 	if got := s.Get().Reveal(); got != "key-two" {
 		t.Errorf("after an unreadable rotation Get %q; want key-two", got)
 	}
 
-	vol.set("api-key", "key-three")
-	eventually(t, 5*time.Second, "key-three", func() bool { return s.Get().Reveal() == "key-three" })
+	vol.Update(map[string]string{"api-key": "key-three"})
+	gatewaytest.WaitFor(t, 5*time.Second, "key-three", func() bool { return s.Get().Reveal() == "key-three" })
 	changes, errs := reported()
 	if changes != 2 || len(errs) != 2 {
 		t.Errorf("Watch reported %d changes and errors %v; want 2 changes and 2 errors", changes, errs)
@@ -200,8 +137,8 @@ func TestSecretSourceFollowsKubernetesRotation(t *testing.T) {
 // Readers during a stream of rotations see only whole values, never an
 // empty or partial one.
 func TestSecretSourceGetDuringRotations(t *testing.T) {
-	vol := newSourceVolume(t, "api-key", "key-0000")
-	s, err := NewSecretSource("", filepath.Join(vol.dir, "api-key"))
+	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": "key-0000"})
+	s, err := NewSecretSource("", vol.Path("api-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +160,7 @@ func TestSecretSourceGetDuringRotations(t *testing.T) {
 		})
 	}
 	for i := 1; i <= 50; i++ {
-		vol.set("api-key", fmt.Sprintf("key-%04d\n", i))
+		vol.Update(map[string]string{"api-key": fmt.Sprintf("key-%04d\n", i)})
 		if _, err := s.file.Reload(); err != nil {
 			t.Errorf("reload %d: %v", i, err)
 		}

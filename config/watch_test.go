@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // watchParse accepts any content but one starting with "bad".
@@ -18,66 +20,6 @@ func watchParse(data []byte) (string, error) {
 		return "", errors.New("content is bad")
 	}
 	return string(data), nil
-}
-
-// watchMount is a directory laid out as Kubernetes mounts a Secret or a
-// ConfigMap: the file is a symlink through ..data, itself a symlink to a
-// timestamped directory, and an update swaps ..data atomically.
-type watchMount struct {
-	dir, name string
-	version   int
-}
-
-// newWatchMount creates the layout with the file name holding content, and
-// returns it; File is the path a program is given.
-func newWatchMount(t *testing.T, name, content string) *watchMount {
-	t.Helper()
-	m := &watchMount{dir: t.TempDir(), name: name}
-	ts := m.writeVersion(t, content)
-	if err := os.Symlink(ts, filepath.Join(m.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join("..data", name), filepath.Join(m.dir, name)); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// File is the visible path of the mounted file.
-func (m *watchMount) File() string { return filepath.Join(m.dir, m.name) }
-
-func (m *watchMount) writeVersion(t *testing.T, content string) string {
-	t.Helper()
-	m.version++
-	ts := fmt.Sprintf("..2026_01_%02d", m.version)
-	if err := os.Mkdir(filepath.Join(m.dir, ts), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.dir, ts, m.name), []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return ts
-}
-
-// Update writes content into a new timestamped directory, swaps ..data to
-// it with a rename, and removes the old directory, as the kubelet does.
-func (m *watchMount) Update(t *testing.T, content string) {
-	t.Helper()
-	old, err := os.Readlink(filepath.Join(m.dir, "..data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := m.writeVersion(t, content)
-	tmp := filepath.Join(m.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(m.dir, old)); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func writeWatchFile(t *testing.T, path, content string) {
@@ -183,19 +125,19 @@ func TestWatchedReloadErrorNamesTheFile(t *testing.T) {
 // TestWatchedFollowsKubernetesSwap updates a file the way the kubelet
 // updates a mounted Secret: the visible path never changes, ..data does.
 func TestWatchedFollowsKubernetesSwap(t *testing.T) {
-	m := newWatchMount(t, "callers.yaml", "one")
-	w, err := NewWatched(m.File(), watchParse)
+	m := gatewaytest.NewSecretVolume(t, map[string]string{"callers.yaml": "one"})
+	w, err := NewWatched(m.Path("callers.yaml"), watchParse)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Update(t, "two")
+	m.Update(map[string]string{"callers.yaml": "two"})
 	if got := reload(t, w); got != (reloadResult{changed: true}) {
 		t.Fatalf("Reload after swap reported %+v; want changed", got)
 	}
 	if got := w.Get(); got != "two" {
 		t.Fatalf("Get %q; want %q", got, "two")
 	}
-	m.Update(t, "bad three")
+	m.Update(map[string]string{"callers.yaml": "bad three"})
 	if got := reload(t, w); got != (reloadResult{err: true}) {
 		t.Fatalf("Reload after a bad swap reported %+v; want an error", got)
 	}
@@ -207,8 +149,8 @@ func TestWatchedFollowsKubernetesSwap(t *testing.T) {
 // TestWatchedRun polls with a short interval and reports a swap, a bad
 // swap and a fix, each once, then stops when its context ends.
 func TestWatchedRun(t *testing.T) {
-	m := newWatchMount(t, "callers.yaml", "one")
-	w, err := NewWatched(m.File(), watchParse)
+	m := gatewaytest.NewSecretVolume(t, map[string]string{"callers.yaml": "one"})
+	w, err := NewWatched(m.Path("callers.yaml"), watchParse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,15 +180,15 @@ func TestWatchedRun(t *testing.T) {
 		}
 	}
 
-	m.Update(t, "two")
+	m.Update(map[string]string{"callers.yaml": "two"})
 	if r := next(); !r.changed || r.err != nil || w.Get() != "two" {
 		t.Fatalf("after swap: report %+v, Get %q; want changed to two", r, w.Get())
 	}
-	m.Update(t, "bad")
+	m.Update(map[string]string{"callers.yaml": "bad"})
 	if r := next(); r.changed || r.err == nil || w.Get() != "two" {
 		t.Fatalf("after bad swap: report %+v, Get %q; want an error, still two", r, w.Get())
 	}
-	m.Update(t, "three")
+	m.Update(map[string]string{"callers.yaml": "three"})
 	if r := next(); !r.changed || r.err != nil || w.Get() != "three" {
 		t.Fatalf("after fix: report %+v, Get %q; want changed to three", r, w.Get())
 	}
@@ -266,8 +208,8 @@ func TestWatchedRun(t *testing.T) {
 // TestWatchedGetDuringReload reads the value from several goroutines
 // while the file changes under Reload; run with -race.
 func TestWatchedGetDuringReload(t *testing.T) {
-	m := newWatchMount(t, "callers.yaml", "v0")
-	w, err := NewWatched(m.File(), watchParse)
+	m := gatewaytest.NewSecretVolume(t, map[string]string{"callers.yaml": "v0"})
+	w, err := NewWatched(m.Path("callers.yaml"), watchParse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +233,7 @@ func TestWatchedGetDuringReload(t *testing.T) {
 		}()
 	}
 	for i := 1; i <= 8; i++ {
-		m.Update(t, fmt.Sprintf("v%d", i))
+		m.Update(map[string]string{"callers.yaml": fmt.Sprintf("v%d", i)})
 		if _, err := w.Reload(); err != nil {
 			t.Error(err)
 		}

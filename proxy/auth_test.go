@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
@@ -152,62 +151,6 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
-// authMount is a callers file mounted as Kubernetes mounts a Secret:
-// callers.yaml -> ..data/callers.yaml, ..data -> ..2026_01_01.
-type authMount struct {
-	dir     string
-	version int
-}
-
-func newAuthMount(t *testing.T, content string) *authMount {
-	t.Helper()
-	m := &authMount{dir: t.TempDir()}
-	ts := m.write(t, content)
-	if err := os.Symlink(ts, filepath.Join(m.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join("..data", "callers.yaml"), m.file()); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func (m *authMount) file() string { return filepath.Join(m.dir, "callers.yaml") }
-
-func (m *authMount) write(t *testing.T, content string) string {
-	t.Helper()
-	m.version++
-	ts := fmt.Sprintf("..2026_01_%02d", m.version)
-	if err := os.Mkdir(filepath.Join(m.dir, ts), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.dir, ts, "callers.yaml"), []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return ts
-}
-
-// swap publishes content the kubelet's way: a new timestamped directory,
-// a temporary symlink to it renamed over ..data, the old directory removed.
-func (m *authMount) swap(t *testing.T, content string) {
-	t.Helper()
-	old, err := os.Readlink(filepath.Join(m.dir, "..data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := m.write(t, content)
-	tmp := filepath.Join(m.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(m.dir, old)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // authPoll repeats a request until it answers want, for at most 10s.
 func authPoll(t *testing.T, url string, want int, header ...string) {
 	t.Helper()
@@ -248,8 +191,8 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 		authCaller{name: "billing", token: "billing-token"},
 		authCaller{name: "onboarding", token: "onboarding-token"},
 	)
-	m := newAuthMount(t, v1)
-	w, err := config.NewWatched(m.file(), callers.Parse)
+	m := gatewaytest.NewSecretVolume(t, map[string]string{"callers.yaml": v1})
+	w, err := config.NewWatched(m.Path("callers.yaml"), callers.Parse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +249,7 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 	}
 	// Let requests flow before and after the swap.
 	authAtLeast(t, &sent, 50)
-	m.swap(t, v2)
+	m.Update(map[string]string{"callers.yaml": v2})
 	authPoll(t, url, 200, bearer("onboarding-token")...)
 	authAtLeast(t, &sent, sent.Load()+50)
 	halt()
@@ -323,7 +266,7 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 	}
 
 	// A broken file is reported, and the registry in force stays.
-	m.swap(t, "callers:\n  - name: [broken\n")
+	m.Update(map[string]string{"callers.yaml": "callers:\n  - name: [broken\n"})
 	deadline := time.Now().Add(10 * time.Second)
 	for reloadErrs.Load() == 0 {
 		if time.Now().After(deadline) {
@@ -342,8 +285,8 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 
 // TestCallersBadReloadKeepsRegistry drives Reload directly.
 func TestCallersBadReloadKeepsRegistry(t *testing.T) {
-	m := newAuthMount(t, authCallersYAML(authCaller{name: "billing", token: "billing-token"}))
-	w, err := config.NewWatched(m.file(), callers.Parse)
+	m := gatewaytest.NewSecretVolume(t, map[string]string{"callers.yaml": authCallersYAML(authCaller{name: "billing", token: "billing-token"})})
+	w, err := config.NewWatched(m.Path("callers.yaml"), callers.Parse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +298,7 @@ func TestCallersBadReloadKeepsRegistry(t *testing.T) {
 		"empty file":      "",
 		"duplicate names": authCallersYAML(authCaller{name: "billing", token: "a"}, authCaller{name: "billing", token: "b"}),
 	} {
-		m.swap(t, content)
+		m.Update(map[string]string{"callers.yaml": content})
 		if changed, err := w.Reload(); changed || err == nil {
 			t.Errorf("%s: Reload = %v, %v; want an error", name, changed, err)
 		}
@@ -652,7 +595,7 @@ func TestUpstreamQuotaWaitsWhenItFits(t *testing.T) {
 // upstream is not called. Cache hits are served meanwhile and never take
 // from the quota.
 func TestUpstreamQuotaExhausted(t *testing.T) {
-	clock := newTestClock()
+	clock := gatewaytest.NewClock()
 	q := &quotaCounter{Limiter: LocalLimiter(ratelimit.New(ratelimit.Options{MaxKeys: 1, Now: clock.Now}))}
 	tg := newTestGateway(t, func(o *Options) {
 		o.UpstreamRateLimit = 0.1

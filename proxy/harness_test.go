@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
@@ -108,26 +108,6 @@ func (f *fakeUpstream) baseURL(t testing.TB) *url.URL {
 	return u
 }
 
-// testClock is a settable clock for cache and rate-limit tests.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // testGateway is a gateway under test, served by an httptest server.
 type testGateway struct {
 	*Gateway
@@ -135,26 +115,8 @@ type testGateway struct {
 	Upstream *fakeUpstream
 	Registry *prometheus.Registry
 	Cache    *cache.Cache
-	Clock    *testClock
-	Logs     *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	Clock    *gatewaytest.Clock
+	Logs     *gatewaytest.LogBuffer
 }
 
 // newTestGateway builds a gateway in front of a new fake upstream. Rate
@@ -164,7 +126,7 @@ func (s *syncBuffer) String() string {
 func newTestGateway(t testing.TB, edit func(*Options), cacheOpts ...cache.Options) *testGateway {
 	t.Helper()
 	up := newFakeUpstream(t)
-	clock := newTestClock()
+	clock := gatewaytest.NewClock()
 	co := cache.Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 1000}
 	if len(cacheOpts) > 0 {
 		co = cacheOpts[0]
@@ -176,7 +138,7 @@ func newTestGateway(t testing.TB, edit func(*Options), cacheOpts ...cache.Option
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &gatewaytest.LogBuffer{}
 	o := Options{
 		BaseURL:         up.baseURL(t),
 		Credentials:     func() (string, string) { return testKey, testAccount },

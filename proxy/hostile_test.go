@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // Over MaxInFlight concurrent requests, the next one is refused at once
@@ -42,7 +43,7 @@ func TestMaxInFlightRefusesOverCap(t *testing.T) {
 			statuses[i] = resp.StatusCode
 		})
 	}
-	waitFor(t, 5*time.Second, "two requests in the upstream", func() bool { return tg.Upstream.calls.Load() == 2 })
+	gatewaytest.WaitFor(t, 5*time.Second, "two requests in the upstream", func() bool { return tg.Upstream.calls.Load() == 2 })
 	if got := metricValue(t, tg.Registry, metrics.InFlightRequests); got != 2 {
 		t.Errorf("%s %v; want 2", metrics.InFlightRequests, got)
 	}

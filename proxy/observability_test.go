@@ -31,6 +31,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
@@ -56,8 +57,8 @@ func obsRegistry(t *testing.T) *callers.Registry {
 
 // obsLogHandler gives a test gateway the production log handler at level,
 // writing into the returned buffer; read it after Flush.
-func obsLogHandler(t *testing.T, level slog.Level) (func(*Options), *syncBuffer, *LogHandler) {
-	buf := &syncBuffer{}
+func obsLogHandler(t *testing.T, level slog.Level) (func(*Options), *gatewaytest.LogBuffer, *LogHandler) {
+	buf := &gatewaytest.LogBuffer{}
 	h := NewLogHandler(buf, level)
 	t.Cleanup(func() { h.Close() })
 	return func(o *Options) { o.Logger = slog.New(h) }, buf, h
@@ -142,7 +143,7 @@ func obsRoute(body string) http.HandlerFunc {
 func TestAccessLogFields(t *testing.T) {
 	for _, path := range []string{"slog", "LogHandler"} {
 		t.Run(path, func(t *testing.T) {
-			var buf *syncBuffer
+			var buf *gatewaytest.LogBuffer
 			var h *LogHandler
 			edit := func(*Options) {}
 			if path == "LogHandler" {
@@ -332,13 +333,13 @@ func TestAccessLogLevel(t *testing.T) {
 
 // obsCountingWriter counts the writes it receives.
 type obsCountingWriter struct {
-	syncBuffer
+	gatewaytest.LogBuffer
 	writes atomic.Int64
 }
 
 func (w *obsCountingWriter) Write(p []byte) (int, error) {
 	w.writes.Add(1)
-	return w.syncBuffer.Write(p)
+	return w.LogBuffer.Write(p)
 }
 
 func TestLogHandler(t *testing.T) {
@@ -361,7 +362,7 @@ func TestLogHandler(t *testing.T) {
 		}
 	})
 	t.Run("flushes after a delay", func(t *testing.T) {
-		w := &syncBuffer{}
+		w := &gatewaytest.LogBuffer{}
 		h := NewLogHandler(w, slog.LevelInfo)
 		defer h.Close()
 		slog.New(h).Info("waiting")
@@ -374,7 +375,7 @@ func TestLogHandler(t *testing.T) {
 		}
 	})
 	t.Run("warnings are written at once", func(t *testing.T) {
-		w := &syncBuffer{}
+		w := &gatewaytest.LogBuffer{}
 		h := NewLogHandler(w, slog.LevelInfo)
 		defer h.Close()
 		log := slog.New(h)
@@ -386,7 +387,7 @@ func TestLogHandler(t *testing.T) {
 		}
 	})
 	t.Run("close flushes and then writes through", func(t *testing.T) {
-		w := &syncBuffer{}
+		w := &gatewaytest.LogBuffer{}
 		h := NewLogHandler(w, slog.LevelInfo)
 		log := slog.New(h)
 		log.Info("one")
@@ -402,7 +403,7 @@ func TestLogHandler(t *testing.T) {
 		}
 	})
 	t.Run("lines larger than a batch", func(t *testing.T) {
-		w := &syncBuffer{}
+		w := &gatewaytest.LogBuffer{}
 		h := NewLogHandler(w, slog.LevelInfo)
 		log := slog.New(h)
 		big := strings.Repeat("b", 3*logBatch)
@@ -425,7 +426,7 @@ func TestLogHandler(t *testing.T) {
 		}
 	})
 	t.Run("concurrent writers", func(t *testing.T) {
-		w := &syncBuffer{}
+		w := &gatewaytest.LogBuffer{}
 		h := NewLogHandler(w, slog.LevelInfo)
 		log := slog.New(h)
 		a := newAccessLog(log)
@@ -451,7 +452,7 @@ func TestLogHandler(t *testing.T) {
 		}
 	})
 	t.Run("derived loggers share the buffer", func(t *testing.T) {
-		w := &syncBuffer{}
+		w := &gatewaytest.LogBuffer{}
 		h := NewLogHandler(w, slog.LevelInfo)
 		root := slog.New(h)
 		derived := root.With("component", "x").WithGroup("g")

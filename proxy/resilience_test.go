@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // metricValue returns the value of the counter or gauge series of family
@@ -323,19 +322,6 @@ func (tg *testGateway) tripBreaker(t *testing.T) (*http.Response, string) {
 	return nil, ""
 }
 
-// waitFor polls cond every 10ms until it holds, failing the test after
-// limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestBreakerOpensOnSustainedFailure(t *testing.T) {
 	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: time.Hour} })
 	resp, body := tg.tripBreaker(t)
@@ -383,7 +369,7 @@ func TestBreakerHalfOpensThenCloses(t *testing.T) {
 	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: 100 * time.Millisecond} })
 	tg.tripBreaker(t)
 	// No request is needed for the gauge to show the half-open state.
-	waitFor(t, 5*time.Second, "the half-open state", func() bool {
+	gatewaytest.WaitFor(t, 5*time.Second, "the half-open state", func() bool {
 		return metricValue(t, tg.Registry, metrics.CircuitBreakerState) == 1
 	})
 	tg.Upstream.setHandler(okAnswer)
@@ -406,7 +392,7 @@ func TestBreakerHalfOpensThenCloses(t *testing.T) {
 func TestBreakerReopensWhenProbeFails(t *testing.T) {
 	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: 100 * time.Millisecond} })
 	tg.tripBreaker(t)
-	waitFor(t, 5*time.Second, "the half-open state", func() bool {
+	gatewaytest.WaitFor(t, 5*time.Second, "the half-open state", func() bool {
 		return metricValue(t, tg.Registry, metrics.CircuitBreakerState) == 1
 	})
 	calls := tg.Upstream.calls.Load()
@@ -475,58 +461,6 @@ func TestRetryBudget(t *testing.T) {
 	}
 }
 
-// secretVolume is a directory laid out as the kubelet mounts a Secret:
-// each file lives in a timestamped directory, `..data` links to it, and
-// each visible name links through `..data`. An update writes a new
-// timestamped directory and swaps `..data` atomically.
-type secretVolume struct {
-	t   *testing.T
-	dir string
-	gen int
-}
-
-func newSecretVolume(t *testing.T, files map[string]string) *secretVolume {
-	t.Helper()
-	v := &secretVolume{t: t, dir: t.TempDir()}
-	v.swap(files)
-	for name := range files {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(v.dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return v
-}
-
-func (v *secretVolume) path(name string) string { return filepath.Join(v.dir, name) }
-
-// swap replaces the volume's content as the kubelet does.
-func (v *secretVolume) swap(files map[string]string) {
-	v.t.Helper()
-	v.gen++
-	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%d", v.gen, v.gen)
-	if err := os.Mkdir(filepath.Join(v.dir, ts), 0o755); err != nil {
-		v.t.Fatal(err)
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(v.dir, ts, name), []byte(content), 0o644); err != nil {
-			v.t.Fatal(err)
-		}
-	}
-	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
-	tmp := filepath.Join(v.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		v.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(v.dir, "..data")); err != nil {
-		v.t.Fatal(err)
-	}
-	if old != "" {
-		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {
-			v.t.Fatal(err)
-		}
-	}
-}
-
 // keyChecker is a fake BlueTape's credential check: it accepts the keys
 // it is told to, answers 401 to any other, and counts what it saw.
 type keyChecker struct {
@@ -576,12 +510,12 @@ func (k *keyChecker) handler(account string) http.HandlerFunc {
 // rotation to an empty file keeps the last good key.
 func TestSecretRotationUnderTraffic(t *testing.T) {
 	const oldKey, newKey, account = "key-old-3c1d9a", "key-new-7e2b4f", "acct-42"
-	vol := newSecretVolume(t, map[string]string{"api-key": oldKey + "\n", "account-id": account + "\n"})
-	key, err := config.NewSecretSource("", vol.path("api-key"))
+	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": oldKey + "\n", "account-id": account + "\n"})
+	key, err := config.NewSecretSource("", vol.Path("api-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	acct, err := config.NewSecretSource("", vol.path("account-id"))
+	acct, err := config.NewSecretSource("", vol.Path("account-id"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -645,10 +579,10 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 	// During the swap BlueTape accepts both keys, as in a real rotation.
 	stop := make(chan struct{})
 	wait := traffic(stop)
-	waitFor(t, 5*time.Second, "traffic with the old key", func() bool { return checker.count(oldKey) >= 10 })
+	gatewaytest.WaitFor(t, 5*time.Second, "traffic with the old key", func() bool { return checker.count(oldKey) >= 10 })
 	checker.accept(oldKey, newKey)
-	vol.swap(map[string]string{"api-key": newKey + "\n", "account-id": account + "\n"})
-	waitFor(t, 10*time.Second, "the new key upstream", func() bool { return checker.count(newKey) >= 10 })
+	vol.Update(map[string]string{"api-key": newKey + "\n", "account-id": account + "\n"})
+	gatewaytest.WaitFor(t, 10*time.Second, "the new key upstream", func() bool { return checker.count(newKey) >= 10 })
 	close(stop)
 	if failures := wait(); len(failures) > 0 {
 		t.Fatalf("%d requests failed during the rotation, first: %s", len(failures), failures[0])
@@ -658,12 +592,12 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 	checker.accept(newKey)
 	stop = make(chan struct{})
 	wait = traffic(stop)
-	waitFor(t, 5*time.Second, "traffic after the rotation", func() bool { return checker.count(newKey) >= 30 })
+	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the rotation", func() bool { return checker.count(newKey) >= 30 })
 	// A rotation that leaves an empty file is refused: the new key stays.
-	vol.swap(map[string]string{"api-key": "\n", "account-id": account + "\n"})
-	waitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { return reloadErrs.Load() > 0 })
+	vol.Update(map[string]string{"api-key": "\n", "account-id": account + "\n"})
+	gatewaytest.WaitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { return reloadErrs.Load() > 0 })
 	n := checker.count(newKey)
-	waitFor(t, 5*time.Second, "traffic after the failed reload", func() bool { return checker.count(newKey) >= n+20 })
+	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the failed reload", func() bool { return checker.count(newKey) >= n+20 })
 	close(stop)
 	if failures := wait(); len(failures) > 0 {
 		t.Fatalf("%d requests failed after the rotation, first: %s", len(failures), failures[0])

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // soakUpstream is a BlueTape that misbehaves at random: resets, slow
@@ -312,7 +313,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	// Quiet again: requests in flight, goroutines and heap back to rest.
-	waitFor(t, 10*time.Second, "no request in flight", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "no request in flight", func() bool {
 		return metricValue(t, tg.Registry, metrics.InFlightRequests) == 0
 	})
 	client.CloseIdleConnections()

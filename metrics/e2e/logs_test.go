@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // Credentials for the process tests: long and distinctive, so that any
@@ -87,18 +89,18 @@ func TestBadConfigNeverPrintsSecrets(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			env := append([]string{"GATEWAY_LISTEN_ADDR=" + freeAddr(t), "GATEWAY_ADMIN_ADDR=" + freeAddr(t)}, tc.env...)
-			p := start(t, env, gatewayBin)
-			err := p.wait(t, 10*time.Second)
+			env := append([]string{"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, tc.env...)
+			p := gatewaytest.Start(t, env, gateway.Path)
+			err := p.Wait(t, 10*time.Second)
 			if _, ok := err.(*exec.ExitError); !ok {
-				t.Fatalf("exit %v; want a non-zero exit\nstdout:\n%s\nstderr:\n%s", err, p.stdout, p.stderr)
+				t.Fatalf("exit %v; want a non-zero exit\nstdout:\n%s\nstderr:\n%s", err, p.Stdout, p.Stderr)
 			}
-			stderr := strings.TrimSpace(p.stderr.String())
+			stderr := strings.TrimSpace(p.Stderr.String())
 			if !strings.Contains(stderr, tc.setting) {
 				t.Errorf("stderr does not name %s:\n%s", tc.setting, stderr)
 			}
-			noSecret(t, "stderr", p.stderr.String())
-			noSecret(t, "stdout", p.stdout.String())
+			noSecret(t, "stderr", p.Stderr.String())
+			noSecret(t, "stdout", p.Stdout.String())
 		})
 	}
 }
@@ -143,51 +145,54 @@ func TestErrorPathsNeverLogSecrets(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 
-	gw := startGateway(t, []string{
+	gw := gateway.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + upstream.URL + "/genericBthubService",
 		"BLUETAPE_API_KEY=" + secretKey, "BLUETAPE_ACCOUNT_ID=" + secretAccount,
 		"GATEWAY_UPSTREAM_TIMEOUT=300ms", "GATEWAY_LOG_LEVEL=debug",
 	})
 	for _, id := range []string{"rejected", "forbidden", "failing", "unavailable", "stalled", "garbage", "redirect", "missing"} {
-		if code, _ := gw.request(t, "GET", "/customers/"+id+"/signup"); code < 400 {
+		if code, _ := request(t, gw, "GET", "/customers/"+id+"/signup"); code < 400 {
 			t.Errorf("%s: status %d; want an error", id, code)
 		}
-		if code, _ := gw.request(t, "GET", "/customers/fine/signup"); code != 200 {
+		if code, _ := request(t, gw, "GET", "/customers/fine/signup"); code != 200 {
 			t.Errorf("fine: status %d; want 200, the credentials in use", code)
 		}
 	}
-	noSecret(t, "/metrics", gw.scrape(t, ""))
-	noSecret(t, "/metrics (OpenMetrics)", gw.scrape(t, "application/openmetrics-text; version=1.0.0"))
-	gw.stop(t)
+	noSecret(t, "/metrics", scrape(t, gw, ""))
+	noSecret(t, "/metrics (OpenMetrics)", scrape(t, gw, "application/openmetrics-text; version=1.0.0"))
+	gw.Stop(t)
 
 	var warnings int
-	for _, line := range jsonLines(t, gw.stdout.String()) {
+	for _, line := range jsonLines(t, gw.Stdout.String()) {
 		if line["level"] == "WARN" && line["msg"] == "request" {
 			warnings++
 		}
 	}
 	if warnings == 0 {
-		t.Errorf("no failed request was logged; the test did not reach the error paths:\n%s", gw.stdout)
+		t.Errorf("no failed request was logged; the test did not reach the error paths:\n%s", gw.Stdout)
 	}
-	noSecret(t, "stdout", gw.stdout.String())
-	noSecret(t, "stderr", gw.stderr.String())
+	noSecret(t, "stdout", gw.Stdout.String())
+	noSecret(t, "stderr", gw.Stderr.String())
 }
 
 // TestLogLevelWarn checks that GATEWAY_LOG_LEVEL=warn keeps info lines,
 // access lines of answered requests included, out of the output, and
 // that a failed request is still logged.
 func TestLogLevelWarn(t *testing.T) {
-	gw := startGateway(t, []string{"GATEWAY_LOG_LEVEL=warn"}, "-sandbox")
-	gw.send(t, []sent{
+	// At level warn the gateway does not log where it listens: give it
+	// the addresses.
+	gw := gateway.Start(t, []string{"GATEWAY_LOG_LEVEL=warn",
+		"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, "-sandbox")
+	send(t, gw, []sent{
 		{method: "GET", path: "/customers/alice/signup", code: 200},
 		{method: "GET", path: "/customers/alice/signup", code: 200},
 		{method: "GET", path: "/customers/unknown-customer/signup", code: 404},
 		{method: "GET", path: "/nowhere", code: 404},
 		{method: "GET", path: "/customers/upstream-error/signup", code: 502},
 	})
-	gw.stop(t)
+	gw.Stop(t)
 	var access []map[string]any
-	for _, line := range jsonLines(t, gw.stdout.String()) {
+	for _, line := range jsonLines(t, gw.Stdout.String()) {
 		if line["level"] == "INFO" || line["level"] == "DEBUG" {
 			t.Errorf("a %s line at level warn: %v", line["level"], line)
 		}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // anonymousTraffic is what the Prometheus test sends to a sandbox gateway
@@ -48,16 +50,16 @@ func TestPrometheusScrapesGateway(t *testing.T) {
 	if err != nil {
 		t.Skip("prometheus not found in PATH: install it (Debian: apt-get install prometheus) to run this test")
 	}
-	gw := startGateway(t, []string{
+	gw := gateway.Start(t, []string{
 		"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=" + strconv.Itoa(anonymousBurst),
 		"GATEWAY_LOG_LEVEL=info",
 	}, "-sandbox")
-	prom := startPrometheus(t, promBin, gw.admin)
+	prom := startPrometheus(t, promBin, strings.TrimPrefix(gw.Admin, "http://"))
 
 	// A scrape before the traffic, so that rates have a starting point.
 	prom.waitFor(t, `up{job="bluetape-gateway"}`, func(v float64) bool { return v == 1 })
 
-	gw.send(t, anonymousTraffic)
+	send(t, gw, anonymousTraffic)
 	n := float64(len(anonymousTraffic))
 	prom.waitFor(t, `sum(bluetape_gateway_requests_total)`, func(v float64) bool { return v == n })
 
@@ -86,14 +88,14 @@ func TestPrometheusScrapesGateway(t *testing.T) {
 
 	// More requests, so that the buckets' rates are not zero.
 	more := []sent{{method: "GET", path: "/customers/carol/signup", code: 429}, {method: "GET", path: "/nowhere", code: 404}}
-	gw.send(t, more)
+	send(t, gw, more)
 	n += float64(len(more))
 	p99 := `histogram_quantile(0.99, sum by (le) (rate(bluetape_gateway_request_duration_seconds_bucket[1m])))`
 	prom.waitFor(t, p99, func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) && v > 0 })
 	prom.waitFor(t, `sum(bluetape_gateway_requests_total)`, func(v float64) bool { return v == n })
 
 	// The miss's request id reached Prometheus as an exemplar.
-	poll(t, 10*time.Second, "the exemplar of e2e-miss-alice in Prometheus", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "the exemplar of e2e-miss-alice in Prometheus", func() bool {
 		return strings.Contains(prom.get(t, "/api/v1/query_exemplars", url.Values{
 			"query": {`bluetape_gateway_request_duration_seconds_bucket`},
 			"start": {strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)},
@@ -103,9 +105,9 @@ func TestPrometheusScrapesGateway(t *testing.T) {
 
 	// One access line per request, and nothing else at info but the
 	// lines of starting and stopping.
-	gw.stop(t)
+	gw.Stop(t)
 	var access int
-	for _, line := range strings.Split(strings.TrimSpace(gw.stdout.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(gw.Stdout.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("stdout line is not JSON: %q", line)
@@ -115,13 +117,13 @@ func TestPrometheusScrapesGateway(t *testing.T) {
 		}
 	}
 	if access != int(n) {
-		t.Errorf("%d access lines for %v requests:\n%s", access, n, gw.stdout)
+		t.Errorf("%d access lines for %v requests:\n%s", access, n, gw.Stdout)
 	}
 }
 
 // prometheus is a running Prometheus server.
 type prometheus struct {
-	*process
+	*gatewaytest.Process
 	addr string
 }
 
@@ -143,17 +145,17 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &prometheus{addr: freeAddr(t)}
-	p.process = start(t, nil, bin,
+	p := &prometheus{addr: gatewaytest.FreeAddr(t)}
+	p.Process = gatewaytest.Start(t, nil, bin,
 		"--config.file="+config,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+p.addr,
 		"--enable-feature=exemplar-storage",
 		"--log.level=warn",
 	)
-	poll(t, 30*time.Second, "Prometheus to be ready", func() bool {
-		if p.exited() {
-			t.Fatalf("prometheus exited: %v\n%s", p.err, p.stderr)
+	gatewaytest.WaitFor(t, 30*time.Second, "Prometheus to be ready", func() bool {
+		if p.Exited() {
+			t.Fatalf("prometheus exited: %v\n%s", p.Err(), p.Stderr)
 		}
 		resp, err := http.Get("http://" + p.addr + "/-/ready")
 		if err != nil {

@@ -22,10 +22,10 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	if err != nil {
 		t.Skip("promtool not found in PATH: install it (Debian: apt-get install prometheus) to run this test")
 	}
-	gw := startGateway(t, []string{"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=" + strconv.Itoa(anonymousBurst)}, "-sandbox")
-	gw.send(t, anonymousTraffic)
+	gw := gateway.Start(t, []string{"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=" + strconv.Itoa(anonymousBurst)}, "-sandbox")
+	send(t, gw, anonymousTraffic)
 
-	exposition := gw.scrape(t, "")
+	exposition := scrape(t, gw, "")
 	checkContract(t, exposition)
 
 	cmd := exec.Command(promtool, "check", "metrics")

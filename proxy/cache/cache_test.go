@@ -7,27 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 const (
 	ttl         = 15 * time.Minute
@@ -35,9 +17,9 @@ const (
 	staleTTL    = 24 * time.Hour
 )
 
-func newCache(t *testing.T, max int) (*Cache, *clock) {
+func newCache(t *testing.T, max int) (*Cache, *gatewaytest.Clock) {
 	t.Helper()
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	c := New(Options{TTL: ttl, NegativeTTL: negativeTTL, StaleTTL: staleTTL, MaxEntries: max, Now: clk.Now})
 	t.Cleanup(func() { checkInvariants(t, c) })
 	return c, clk
@@ -136,7 +118,7 @@ func TestNotFoundIsFreshThenGoneNeverStale(t *testing.T) {
 }
 
 func TestNegativeCachingOff(t *testing.T) {
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	c := New(Options{TTL: ttl, StaleTTL: staleTTL, MaxEntries: 10, Now: clk.Now})
 	t.Cleanup(func() { checkInvariants(t, c) })
 	c.SetNotFound("a")
@@ -150,7 +132,7 @@ func TestNegativeCachingOff(t *testing.T) {
 }
 
 func TestStaleOff(t *testing.T) {
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	c := New(Options{TTL: ttl, NegativeTTL: negativeTTL, MaxEntries: 10, Now: clk.Now})
 	c.SetFound("a", body("a"))
 	clk.Advance(ttl)

@@ -6,27 +6,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // TestAccuracy offers requests at twice the rate for a few seconds of the
 // injected clock: the store admits the burst plus rate × time, to within
@@ -43,7 +25,7 @@ func TestAccuracy(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			clk := newClock()
+			clk := gatewaytest.NewClock()
 			s := New(Options{Now: clk.Now})
 			step := time.Duration(float64(time.Second) / (2 * tc.policy.Rate))
 			attempts := int(tc.duration / step)
@@ -69,7 +51,7 @@ func TestAccuracy(t *testing.T) {
 }
 
 func TestRetryAfterAndReset(t *testing.T) {
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	s := New(Options{Now: clk.Now})
 	p := Policy{Rate: 0.2, Burst: 1}
 
@@ -93,7 +75,7 @@ func TestRetryAfterAndReset(t *testing.T) {
 }
 
 func TestRemainingCountsDown(t *testing.T) {
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	s := New(Options{Now: clk.Now})
 	p := Policy{Rate: 1, Burst: 3}
 	for want := 2; want >= 0; want-- {
@@ -116,7 +98,7 @@ func TestUnlimited(t *testing.T) {
 }
 
 func TestPolicyChangeKeepsTokens(t *testing.T) {
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	s := New(Options{Now: clk.Now})
 	s.Allow("k", Policy{Rate: 1, Burst: 2})
 	s.Allow("k", Policy{Rate: 1, Burst: 2})
@@ -137,7 +119,7 @@ func TestPolicyChangeKeepsTokens(t *testing.T) {
 func TestBoundedUnderFlood(t *testing.T) {
 	for _, tc := range []struct{ maxKeys, keys int }{{100, 100000}, {7, 20000}} {
 		t.Run(strconv.Itoa(tc.maxKeys), func(t *testing.T) {
-			clk := newClock()
+			clk := gatewaytest.NewClock()
 			s := New(Options{MaxKeys: tc.maxKeys, Now: clk.Now})
 			p := Policy{Rate: 1, Burst: 5}
 			peak := 0
@@ -161,7 +143,7 @@ func TestBoundedUnderFlood(t *testing.T) {
 // buckets than a full shard samples, so eviction is exactly LRU: a key in
 // steady use keeps its bucket through the flood.
 func TestEvictsLeastRecentlyUsed(t *testing.T) {
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	s := New(Options{MaxKeys: maxShards * evictSample, Now: clk.Now})
 	p := Policy{Rate: 0.001, Burst: 1}
 	if d := s.Allow("hot", p); !d.Allowed {
@@ -179,7 +161,7 @@ func TestEvictsLeastRecentlyUsed(t *testing.T) {
 // TestSweep drops a bucket only when it has been idle for IdleAfter and is
 // full again: dropping it then changes nothing for its key.
 func TestSweep(t *testing.T) {
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	s := New(Options{IdleAfter: time.Minute, Now: clk.Now})
 	fast := Policy{Rate: 1, Burst: 10}    // full again 1s after use
 	slow := Policy{Rate: 0.001, Burst: 1} // full again 1000s after use
@@ -209,7 +191,7 @@ func TestSweep(t *testing.T) {
 // TestFullShardSweepsBeforeEvicting checks that a new key in a full
 // shard drops idle, full buckets before it evicts an active one.
 func TestFullShardSweepsBeforeEvicting(t *testing.T) {
-	clk := newClock()
+	clk := gatewaytest.NewClock()
 	s := New(Options{MaxKeys: 1, IdleAfter: time.Second, Now: clk.Now})
 	p := Policy{Rate: 100, Burst: 1}
 	s.Allow("a", p)

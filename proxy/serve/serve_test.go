@@ -2,38 +2,19 @@ package serve
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
-
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -178,29 +159,29 @@ func TestHeaderCap(t *testing.T) {
 // runServe starts Run with both listeners on loopback ports and returns
 // the API and admin addresses, read from its "gateway listening" log line,
 // and the channel of Run's result.
-func runServe(ctx context.Context, t *testing.T, o Options) (api, admin string, logs *syncBuffer, result <-chan error) {
+func runServe(ctx context.Context, t *testing.T, o Options) (api, admin string, logs *gatewaytest.LogBuffer, result <-chan error) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &gatewaytest.LogBuffer{}
 	o.APIAddr, o.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	if o.Ready == nil {
 		o.Ready = &atomic.Bool{}
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs)
+		}
+	})
 	res := make(chan error, 1)
 	go func() { res <- Run(ctx, o) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		for _, line := range strings.Split(logs.String(), "\n") {
-			var v struct{ Msg, API, Admin string }
-			if json.Unmarshal([]byte(line), &v) == nil && v.Msg == "gateway listening" {
-				return v.API, v.Admin, logs, res
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Run did not log its addresses; logs:\n%s", logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var listening []map[string]any
+	gatewaytest.WaitFor(t, 10*time.Second, "Run to log its addresses", func() bool {
+		listening = logs.Records("gateway listening")
+		return len(listening) > 0
+	})
+	api, _ = listening[0]["api"].(string)
+	admin, _ = listening[0]["admin"].(string)
+	return api, admin, logs, res
 }
 
 func get(t *testing.T, url string) int {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
 )
 
@@ -183,7 +184,7 @@ func TestCacheDeleteEvictsEverywhere(t *testing.T) {
 	a := newReplica(t, srv.URL(), nil, nil)
 	b := newReplica(t, srv.URL(), nil, nil)
 	rdb := rawClient(t, srv.Addr)
-	eventually(t, "both replicas listen for evictions", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "both replicas to listen for evictions", func() bool {
 		n, err := rdb.PubSubNumSub(ctx, evictChannel).Result()
 		return err == nil && n[evictChannel] == 2
 	})
@@ -195,7 +196,7 @@ func TestCacheDeleteEvictsEverywhere(t *testing.T) {
 	if !a.Cache().Delete(ctx, "c1") {
 		t.Error("Delete reported the id was not cached")
 	}
-	eventually(t, "the other replica's first level drops the id", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "the other replica's first level to drop the id", func() bool {
 		_, state := b.l1.Get("c1")
 		return state == cache.Miss
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
 )
@@ -99,7 +100,7 @@ func TestRedisRecovers(t *testing.T) {
 	b := newReplica(t, srv.URL(), nil, fast)
 
 	srv.Stop()
-	eventually(t, "a notices Redis is down", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "a to notice Redis is down", func() bool {
 		a.Cache().Get(ctx, "c0")
 		return a.redisErrors(t) >= 3 // several probes failed
 	})
@@ -109,7 +110,7 @@ func TestRedisRecovers(t *testing.T) {
 
 	srv.Restart(t)
 	n := 0
-	eventually(t, "an answer cached on a is seen on b", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "an answer cached on a to be seen on b", func() bool {
 		n++
 		id := "c" + strings.Repeat("x", n)
 		a.Cache().SetFound(ctx, id, []byte(`"v"`))

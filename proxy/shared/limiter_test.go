@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
 )
@@ -55,7 +56,7 @@ func TestLimiterRefills(t *testing.T) {
 	if d.Allowed || d.RetryAfter <= 0 || d.RetryAfter > 20*time.Millisecond {
 		t.Fatalf("second request: allowed=%v RetryAfter=%v; want refused for at most 20ms", d.Allowed, d.RetryAfter)
 	}
-	eventually(t, "a token comes back", func() bool { return a.Limiter().Allow(ctx, "k", p).Allowed })
+	gatewaytest.WaitFor(t, 10*time.Second, "a token to come back", func() bool { return a.Limiter().Allow(ctx, "k", p).Allowed })
 }
 
 // Keys become hex in Redis, whatever bytes they hold, and expire once the

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
 )
 
@@ -41,7 +42,7 @@ func TestLockExpiredHolderCannotReleaseSuccessor(t *testing.T) {
 		t.Fatalf("TryLock: %v, %v", unlockA != nil, err)
 	}
 	var unlockB func()
-	eventually(t, "the first lock expires and b takes it", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "the first lock to expire and b to take it", func() bool {
 		unlockB, err = b.Locker().TryLock(ctx, "c1", time.Minute)
 		return unlockB != nil
 	})

@@ -1,7 +1,6 @@
 package shared
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -15,55 +14,22 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
-// testClock is a settable clock for cache freshness.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// newTestClock returns the settable clock of cache freshness the
+// replicas share.
+func newTestClock() *gatewaytest.Clock { return gatewaytest.NewClockAt(time.Unix(1_800_000_000, 0)) }
 
 // replica is one gateway replica's shared state, as the gateway would
 // build it.
 type replica struct {
 	*Store
 	l1    *cache.Cache
-	clock *testClock
+	clock *gatewaytest.Clock
 	reg   *prometheus.Registry
-	logs  *syncBuffer
+	logs  *gatewaytest.LogBuffer
 }
 
 // Cache windows of the tests.
@@ -76,7 +42,7 @@ const (
 
 // newReplica connects a replica to the Redis at url; edit may change the
 // options first. The store is closed at the end of the test.
-func newReplica(t *testing.T, url string, clock *testClock, edit func(*Options)) *replica {
+func newReplica(t *testing.T, url string, clock *gatewaytest.Clock, edit func(*Options)) *replica {
 	t.Helper()
 	if clock == nil {
 		clock = newTestClock()
@@ -86,7 +52,7 @@ func newReplica(t *testing.T, url string, clock *testClock, edit func(*Options))
 			MaxEntries: 100, Now: clock.Now}),
 		clock: clock,
 		reg:   prometheus.NewRegistry(),
-		logs:  &syncBuffer{},
+		logs:  &gatewaytest.LogBuffer{},
 	}
 	m, err := metrics.New(r.reg, "test", nil)
 	if err != nil {
@@ -137,19 +103,6 @@ func rawClient(t *testing.T, addr string) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// eventually polls cond every 5ms until it holds, failing the test after
-// 10 seconds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // blackhole accepts connections and never answers: a Redis that hangs.

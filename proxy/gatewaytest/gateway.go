@@ -1,0 +1,109 @@
+package gatewaytest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mainPackage is the import path of the gateway's command.
+const mainPackage = "github.com/bluetape/bluetape-gateway"
+
+// Binary is the gateway command built for the process tests of one test
+// binary. Declare one at package level and build it from TestMain:
+//
+//	var gateway gatewaytest.Binary
+//
+//	func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m)) }
+type Binary struct {
+	// Path is where the binary is; empty until BuildAndRun has built it.
+	Path string
+}
+
+// BuildAndRun builds the gateway with go build and flags (for example
+// "-race") into a new temporary directory, runs the tests of m, removes
+// the directory, and returns the exit code to pass to os.Exit. If the
+// build fails or takes more than 5 minutes, BuildAndRun prints why to
+// standard error and returns 1 without running the tests.
+func (b *Binary) BuildAndRun(m *testing.M, flags ...string) int {
+	dir, err := os.MkdirTemp("", "gateway-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	b.Path = filepath.Join(dir, "gateway")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	args := append(append([]string{"build", "-o", b.Path}, flags...), mainPackage)
+	if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the gateway: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// Gateway is a gateway process started by Binary.Start.
+type Gateway struct {
+	*Process
+	// API and Admin are the base URLs of the API and admin listeners,
+	// such as "http://127.0.0.1:41234".
+	API, Admin string
+}
+
+// Start runs the gateway with args and env, composed as for the
+// package's Start, and by default listening on 127.0.0.1 ports the system
+// picks. It waits, for at most 30s, until the gateway has logged where it
+// listens and its /readyz answers 200; it fails the test, showing the
+// gateway's output, if the gateway exits or is not ready by then. A test
+// whose log level hides the info line "gateway listening" sets
+// GATEWAY_LISTEN_ADDR and GATEWAY_ADMIN_ADDR in env itself, to addresses
+// from FreeAddr; Start then waits for those.
+func (b *Binary) Start(t testing.TB, env []string, args ...string) *Gateway {
+	t.Helper()
+	env = append([]string{"GATEWAY_LISTEN_ADDR=127.0.0.1:0", "GATEWAY_ADMIN_ADDR=127.0.0.1:0"}, env...)
+	g := &Gateway{Process: Start(t, env, b.Path, args...)}
+	api, admin := lastValue(env, "GATEWAY_LISTEN_ADDR"), lastValue(env, "GATEWAY_ADMIN_ADDR")
+	if !strings.HasSuffix(api, ":0") && !strings.HasSuffix(admin, ":0") {
+		g.API, g.Admin = "http://"+api, "http://"+admin
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	WaitFor(t, 30*time.Second, "the gateway to listen and be ready", func() bool {
+		if g.Exited() {
+			t.Fatalf("the gateway exited at start (%v):\n%s", g.Err(), g.Output())
+		}
+		if g.Admin == "" {
+			lines := g.Stdout.Records("gateway listening")
+			if len(lines) == 0 {
+				return false
+			}
+			api, _ := lines[0]["api"].(string)
+			admin, _ := lines[0]["admin"].(string)
+			g.API, g.Admin = "http://"+api, "http://"+admin
+		}
+		resp, err := client.Get(g.Admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return g
+}
+
+// lastValue returns the value of the last key=value entry of env for key.
+func lastValue(env []string, key string) string {
+	var v string
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}

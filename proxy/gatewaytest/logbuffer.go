@@ -1,0 +1,47 @@
+package gatewaytest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+)
+
+// LogBuffer collects what a logger or a process writes while a test reads
+// it. It is safe for concurrent use; its zero value is an empty buffer
+// ready to use.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p to the buffer. It never returns an error.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Records returns, in the order they were written, the lines of JSON
+// log output whose "msg" field is msg, each decoded into a map. Lines that
+// are not JSON objects are skipped.
+func (b *LogBuffer) Records(msg string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(b.String()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var v map[string]any
+		if json.Unmarshal(sc.Bytes(), &v) == nil && v["msg"] == msg {
+			out = append(out, v)
+		}
+	}
+	return out
+}

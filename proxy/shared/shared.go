@@ -18,11 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
@@ -41,11 +39,17 @@ const (
 
 // Options configures a Store.
 type Options struct {
-	// URL locates Redis, in the forms go-redis's ParseURL reads:
-	// redis://[user:password@]host:port[/db], rediss://... for TLS, or
-	// unix://[user:password@]/path/to/socket?db=N. Its query options
-	// (pool_size, client_name, protocol, ...) are honoured, except the
-	// timeouts and retries, which Timeout governs.
+	// URL locates Redis, in the forms go-redis reads:
+	//   - one server, as ParseURL reads it: redis://[user:password@]host:port[/db],
+	//     rediss://... for TLS, or unix://[user:password@]/path/to/socket?db=N;
+	//   - Sentinel, with a master_name query parameter, as ParseFailoverURL
+	//     reads it: redis://[user:password@]sentinel:26379[/db]?master_name=NAME[&addr=sentinel2:26379...];
+	//   - Cluster, with one or more addr query parameters and no
+	//     master_name, as ParseClusterURL reads it:
+	//     redis://[user:password@]node:6379?addr=node2:6379[&addr=...].
+	// Its query options (pool_size, client_name, protocol, ...) are
+	// honoured, except the timeouts and retries, which Timeout governs,
+	// and the options that send commands to replicas, which are refused.
 	URL string
 	// L1 is the replica's own cache, the first level. Required.
 	L1 *cache.Cache
@@ -100,16 +104,12 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.L1 == nil || o.Local == nil || o.Metrics == nil || o.Logger == nil {
 		return nil, errors.New("shared: L1, Local, Metrics and Logger are required")
 	}
-	ropts, err := redis.ParseURL(o.URL)
-	if err != nil {
-		// url.Error quotes the whole URL, password included.
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("parsing the Redis URL: %w", err)
-	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
+	}
+	tgt, err := parseURL(o.URL, o.Timeout)
+	if err != nil {
+		return nil, err
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = DefaultRetryAfter
@@ -120,13 +120,12 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	degradeFast(ropts, o.Timeout)
 	// go-redis logs connection trouble through one process-wide logger;
 	// the circuit already reports it once per change of state.
 	redis.SetLogger(clientLog{o.Logger})
 
 	c := &conn{
-		rdb:     redis.NewClient(ropts),
+		rdb:     tgt.client(),
 		timeout: o.Timeout,
 		circuit: newCircuit(o.RetryAfter, o.Metrics, o.Logger),
 	}
@@ -141,28 +140,13 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		done:    make(chan struct{}),
 	}
 	if c.do(ctx, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }) {
-		o.Logger.Info("sharing cache, rate limits and upstream calls through Redis", "redis", ropts.Addr)
+		o.Logger.Info("sharing cache, rate limits and upstream calls through Redis", "redis", tgt.String())
 	}
 	go func() {
 		defer close(s.done)
 		s.cache.watchEvictions(ctx)
 	}()
 	return s, nil
-}
-
-// degradeFast makes every operation fail within timeout rather than wait
-// or retry: the caller has a local fallback, and a slow answer costs more
-// than a missed one.
-func degradeFast(o *redis.Options, timeout time.Duration) {
-	o.DialTimeout = timeout
-	o.ReadTimeout = timeout
-	o.WriteTimeout = timeout
-	o.PoolTimeout = timeout
-	o.ContextTimeoutEnabled = true
-	o.MaxRetries = -1
-	o.DialerRetries = 1
-	o.DisableIdentity = true
-	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }
 
 // Cache returns the two-level answer cache.
@@ -185,7 +169,7 @@ func (s *Store) Close() error {
 // conn is the Redis client with its operation timeout and circuit. Every
 // operation goes through do.
 type conn struct {
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	timeout time.Duration
 	circuit *circuit
 }

@@ -67,7 +67,7 @@ type Gateway struct {
 	base        *url.URL
 	credentials Credentials
 	timeout     time.Duration
-	client      *http.Client
+	transport   *http.Transport
 	quota       Limiter
 	quotaPolicy ratelimit.Policy
 	locker      Locker
@@ -114,7 +114,7 @@ func New(o Options) (*Gateway, error) {
 		base:        o.BaseURL,
 		credentials: o.Credentials,
 		timeout:     o.UpstreamTimeout,
-		client:      newUpstreamClient(o.UpstreamTimeout),
+		transport:   newUpstreamTransport(o.UpstreamTimeout),
 		quota:       o.Quota,
 		quotaPolicy: quotaPolicy(o.UpstreamRateLimit),
 		locker:      o.Locker,
@@ -139,7 +139,7 @@ func New(o Options) (*Gateway, error) {
 func (g *Gateway) Handler() http.Handler { return g.echo }
 
 // CloseIdleConnections closes the upstream connections kept alive.
-func (g *Gateway) CloseIdleConnections() { g.client.CloseIdleConnections() }
+func (g *Gateway) CloseIdleConnections() { g.transport.CloseIdleConnections() }
 
 // signupRoute is the API's one route.
 const signupRoute = "/customers/:id/signup"

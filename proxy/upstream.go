@@ -26,12 +26,15 @@ const maxUpstreamBody = 64 << 10
 // concurrent use.
 type Credentials func() (key, accountID string)
 
-// newUpstreamClient builds the one HTTP client used for every upstream
-// request: pooled keep-alive connections sized for concurrency, no proxy
-// from the environment and no redirects, so that the credentials reach the
-// configured host and no other.
-func newUpstreamClient(timeout time.Duration) *http.Client {
-	t := &http.Transport{
+// newUpstreamTransport builds the one transport used for every upstream
+// request: pooled keep-alive connections sized for concurrency, and no
+// proxy from the environment. The gateway calls its RoundTrip directly,
+// without an http.Client: a client would copy the headers of every request
+// to follow redirects, and a redirect is never followed here. It is
+// answered as an upstream failure, since following it would send the
+// credentials to wherever it points.
+func newUpstreamTransport(timeout time.Duration) *http.Transport {
+	return &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
 			Timeout:   min(timeout, 3*time.Second),
@@ -46,12 +49,6 @@ func newUpstreamClient(timeout time.Duration) *http.Client {
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
-	}
-	return &http.Client{
-		Transport: t,
-		// A redirect is answered as an upstream failure; following it
-		// would send the credentials to wherever it points.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
@@ -122,7 +119,7 @@ func (g *Gateway) exchange(ctx context.Context, id, requestID string) (upstreamA
 		req.Header["X-Request-Id"] = []string{requestID}
 	}
 
-	resp, err := g.client.Do(req)
+	resp, err := g.transport.RoundTrip(req)
 	if err != nil {
 		return upstreamAnswer{}, transportOutcome(ctx, err), transportError(ctx, err)
 	}

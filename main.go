@@ -33,12 +33,18 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	// The first signal starts the shutdown; a second one ends the process
+	// at once. Both arrive on one channel, so the second cannot be lost
+	// between the two.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		// After the first signal, the default handling comes back: a
-		// second signal ends the process at once.
-		<-ctx.Done()
-		stop()
+		<-signals
+		cancel()
+		s := <-signals
+		fmt.Fprintln(os.Stderr, "bluetape-gateway: second signal, exiting at once:", s)
+		os.Exit(1)
 	}()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bluetape-gateway:", err)

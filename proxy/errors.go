@@ -122,25 +122,6 @@ func errorBody(status int, reason string) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString appends s as a JSON string. Control characters and the
-// characters HTML treats specially are escaped, as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20 || c == '<' || c == '>' || c == '&':
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
-}
-
 // jsonContentType is shared by every answer's header map; net/http only
 // reads it, and a slice of capacity one cannot be appended to in place.
 var jsonContentType = []string{"application/json"}

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -231,19 +232,11 @@ func (s *Server) start() error {
 // or startTimeout has passed, which fails the test.
 func wait(t testing.TB, what string, ready func(context.Context) bool) {
 	t.Helper()
-	deadline := time.Now().Add(startTimeout)
-	for {
+	gatewaytest.WaitFor(t, startTimeout, what, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		ok := ready(ctx)
-		cancel()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", startTimeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer cancel()
+		return ready(ctx)
+	})
 }
 
 // ping reports whether a Redis server at addr answers PING.
@@ -263,10 +256,13 @@ func ping(addr string) bool {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	_, port, err := net.SplitHostPort(gatewaytest.FreeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

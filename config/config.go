@@ -48,6 +48,8 @@ const (
 	EnvDrainDelay        = "GATEWAY_DRAIN_DELAY"
 	EnvShutdownTimeout   = "GATEWAY_SHUTDOWN_TIMEOUT"
 	EnvMaxInFlight       = "GATEWAY_MAX_IN_FLIGHT"
+	EnvUpstreamMaxFlight = "GATEWAY_UPSTREAM_MAX_IN_FLIGHT"
+	EnvAdminTokenFile    = "GATEWAY_ADMIN_TOKEN_FILE"
 )
 
 // Names returns every environment variable the gateway reads.
@@ -59,6 +61,7 @@ func Names() []string {
 		EnvCacheMaxEntries, EnvRateLimit, EnvRateBurst, EnvUpstreamRateLimit,
 		EnvCallersFile, EnvTrustedProxies, EnvRedisURL, EnvLogLevel,
 		EnvDrainDelay, EnvShutdownTimeout, EnvMaxInFlight,
+		EnvUpstreamMaxFlight, EnvAdminTokenFile,
 	}
 }
 
@@ -97,6 +100,15 @@ type Config struct {
 	// MaxInFlight caps concurrent API requests; over it the gateway
 	// answers 503 at once.
 	MaxInFlight int
+	// UpstreamMaxInFlight caps the upstream calls in progress at once,
+	// those kept running for callers that went away included.
+	UpstreamMaxInFlight int
+
+	// AdminToken is the bearer token admin actions require, read from
+	// AdminTokenFile at Load. Empty when AdminTokenFile is unset: then the
+	// admin actions are not served.
+	AdminToken     Secret
+	AdminTokenFile string
 }
 
 // Default returns the configuration used where nothing is set. It has no
@@ -117,6 +129,8 @@ func Default() Config {
 		LogLevel:         slog.LevelInfo,
 		ShutdownTimeout:  20 * time.Second,
 		MaxInFlight:      4096,
+
+		UpstreamMaxInFlight: 128,
 	}
 }
 
@@ -215,10 +229,19 @@ func parse(values map[string]string) (*Config, error) {
 	p.integer(EnvCacheMaxEntries, &c.CacheMaxEntries, 1)
 	p.integer(EnvRateBurst, &c.RateBurst, 1)
 	p.integer(EnvMaxInFlight, &c.MaxInFlight, 1)
+	p.integer(EnvUpstreamMaxFlight, &c.UpstreamMaxInFlight, 1)
 	p.rate(EnvRateLimit, &c.RateLimit)
 	p.rate(EnvUpstreamRateLimit, &c.UpstreamRateLimit)
 
 	c.CallersFile = values[EnvCallersFile]
+	if file, ok := values[EnvAdminTokenFile]; ok {
+		c.AdminTokenFile = file
+		s, err := ReadSecretFile(file)
+		if err != nil {
+			p.fail(EnvAdminTokenFile, "%v", err)
+		}
+		c.AdminToken = s
+	}
 	p.trustedProxies(&c)
 	p.redisURL(&c)
 	p.logLevel(&c)
@@ -239,8 +262,16 @@ func (p *parser) addr(name string, dst *string) {
 		p.fail(name, "invalid address %q: want host:port or :port", v)
 		return
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+	n, err := strconv.Atoi(port)
+	switch {
+	case err != nil:
 		p.fail(name, "invalid port %q", port)
+		return
+	case n == 0:
+		// Port 0 asks the system for a free port, which tests use; the
+		// address it got is logged at start.
+	case n < 1 || n > 65535:
+		p.fail(name, "port %d out of range: want 1-65535", n)
 		return
 	}
 	*dst = v
@@ -280,11 +311,11 @@ func (p *parser) secret(name, fileName string) (Secret, string) {
 	case hasValue && hasFile:
 		p.fail(name, "set only one of %s and %s", name, fileName)
 	case hasValue:
-		s := strings.TrimSpace(v)
-		if s == "" {
-			p.fail(name, "is empty")
+		s, err := ParseSecret([]byte(v))
+		if err != nil {
+			p.fail(name, "%v", err)
 		}
-		return Secret(s), ""
+		return s, ""
 	case hasFile:
 		s, err := ReadSecretFile(file)
 		if err != nil {
@@ -312,19 +343,39 @@ func ReadSecretFile(path string) (Secret, error) {
 	return s, nil
 }
 
-// ParseSecret reads a secret file's content: surrounding spaces and
-// trailing newlines are trimmed; an empty value or one of several lines is
-// an error, which never quotes the content.
+// ParseSecret reads a credential, from a secret file's content or an
+// environment variable: surrounding white space and a leading UTF-8
+// byte-order mark are stripped, and what is left must be visible ASCII,
+// as an HTTP header carries it unchanged. The error for anything else
+// (empty, several lines, white space inside, control bytes such as NUL,
+// non-ASCII) says which, and never quotes the content.
 func ParseSecret(data []byte) (Secret, error) {
 	data = bytes.TrimSpace(data)
+	data = bytes.TrimSpace(bytes.TrimPrefix(data, utf8BOM))
 	if len(data) == 0 {
 		return "", errors.New("is empty")
 	}
 	if bytes.ContainsAny(data, "\r\n") {
 		return "", errors.New("holds more than one line")
 	}
+	for _, c := range data {
+		switch {
+		case c == ' ' || c == '\t':
+			return "", errors.New("holds white space inside")
+		case c < ' ' || c == 0x7f:
+			return "", errors.New("holds a control character")
+		case c > 0x7f:
+			return "", errors.New("holds a non-ASCII character")
+		}
+	}
 	return Secret(data), nil
 }
+
+var utf8BOM = []byte("\ufeff")
+
+// maxDuration bounds every duration setting: a year is more than any of
+// them needs, and a larger value is a typo.
+const maxDuration = 8760 * time.Hour
 
 func (p *parser) duration(name string, dst *time.Duration, zeroOK bool) {
 	v, ok := p.values[name]
@@ -337,6 +388,8 @@ func (p *parser) duration(name string, dst *time.Duration, zeroOK bool) {
 		p.fail(name, "invalid duration %q: want Go syntax such as 250ms, 5s or 15m", v)
 	case d < 0 || (d == 0 && !zeroOK):
 		p.fail(name, "must be positive, got %q", v)
+	case d > maxDuration:
+		p.fail(name, "must be at most 8760h, got %q", v)
 	default:
 		*dst = d
 	}

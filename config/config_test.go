@@ -35,7 +35,8 @@ func TestDefaults(t *testing.T) {
 		c.CacheMaxEntries != 100000 || c.RateLimit != 50 || c.RateBurst != 100 ||
 		c.UpstreamRateLimit != 0 || c.CallersFile != "" || c.TrustedProxies != nil ||
 		c.RedisURL != "" || c.LogLevel != slog.LevelInfo || c.DrainDelay != 0 ||
-		c.ShutdownTimeout != 20*time.Second || c.MaxInFlight != want.MaxInFlight {
+		c.ShutdownTimeout != 20*time.Second || c.MaxInFlight != want.MaxInFlight ||
+		c.UpstreamMaxInFlight != 128 || c.AdminToken != "" || c.AdminTokenFile != "" {
 		t.Errorf("defaults differ from the contract: %+v", c)
 	}
 	if c.APIKey.Reveal() != testKey || c.AccountID.Reveal() != "acct-1" {
@@ -52,6 +53,7 @@ func TestEnvironment(t *testing.T) {
 		EnvUpstreamRateLimit: "100", EnvCallersFile: "/etc/callers.yaml",
 		EnvTrustedProxies: "10.0.0.0/8,::1", EnvRedisURL: "rediss://:pw@redis:6380/0",
 		EnvLogLevel: "WARN", EnvDrainDelay: "10s", EnvShutdownTimeout: "3s", EnvMaxInFlight: "7",
+		EnvUpstreamMaxFlight: "16", EnvAdminTokenFile: "testdata/admin-token",
 	}), "")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +66,8 @@ func TestEnvironment(t *testing.T) {
 		c.CallersFile != "/etc/callers.yaml" || len(c.TrustedProxies) != 2 ||
 		c.TrustedProxies[1].String() != "::1/128" || c.RedisURL.Reveal() != "rediss://:pw@redis:6380/0" ||
 		c.LogLevel != slog.LevelWarn || c.DrainDelay != 10*time.Second ||
-		c.ShutdownTimeout != 3*time.Second || c.MaxInFlight != 7 {
+		c.ShutdownTimeout != 3*time.Second || c.MaxInFlight != 7 || c.UpstreamMaxInFlight != 16 ||
+		c.AdminToken.Reveal() != "admin-token-from-a-file" || c.AdminTokenFile != "testdata/admin-token" {
 		t.Errorf("environment not applied: %+v", c)
 	}
 }
@@ -145,6 +148,37 @@ func TestBadConfig(t *testing.T) {
 		{file: "testdata/not-scalar.yaml", want: `GATEWAY_CONFIG: testdata/not-scalar.yaml: GATEWAY_CACHE_TTL must be a single value`},
 		{file: "testdata/api-key", want: `GATEWAY_CONFIG: parsing testdata/api-key: not a YAML mapping of settings to values (line 1)`},
 		{file: "testdata/missing.yaml", want: `GATEWAY_CONFIG: reading config file: open testdata/missing.yaml: no such file or directory`},
+
+		// Credentials are visible ASCII once white space and a BOM are
+		// stripped, from the environment and from files alike.
+		{env: map[string]string{EnvAPIKey: " \t\r\n"}, want: "BLUETAPE_API_KEY: is empty"},
+		{env: map[string]string{EnvAPIKey: "\ufeff\n"}, want: "BLUETAPE_API_KEY: is empty"},
+		{env: map[string]string{EnvAPIKey: "crlf-1\r\nsecond"}, want: "BLUETAPE_API_KEY: holds more than one line"},
+		{env: map[string]string{EnvAPIKey: "nul-1\x00x"}, want: "BLUETAPE_API_KEY: holds a control character"},
+		{env: map[string]string{EnvAPIKey: "esc-1\x1b[0m"}, want: "BLUETAPE_API_KEY: holds a control character"},
+		{env: map[string]string{EnvAPIKey: "del-1\x7f"}, want: "BLUETAPE_API_KEY: holds a control character"},
+		{env: map[string]string{EnvAccountID: "space-1 x"}, want: "BLUETAPE_ACCOUNT_ID: holds white space inside"},
+		{env: map[string]string{EnvAccountID: "tab-1\tx"}, want: "BLUETAPE_ACCOUNT_ID: holds white space inside"},
+		{env: map[string]string{EnvAccountID: "acct-\u00fc"}, want: "BLUETAPE_ACCOUNT_ID: holds a non-ASCII character"},
+		{env: map[string]string{EnvAccountID: "nbsp-1\u00a0x"}, want: "BLUETAPE_ACCOUNT_ID: holds a non-ASCII character"},
+		{env: map[string]string{EnvAccountID: "bom-1\ufeff"}, want: "BLUETAPE_ACCOUNT_ID: holds a non-ASCII character"},
+		{env: map[string]string{EnvAccountID: "invalid-1\xff"}, want: "BLUETAPE_ACCOUNT_ID: holds a non-ASCII character"},
+		{env: map[string]string{EnvAPIKey: "", EnvAPIKeyFile: "testdata/nul-byte"}, want: "BLUETAPE_API_KEY_FILE: secret file testdata/nul-byte holds a control character"},
+		{env: map[string]string{EnvAccountID: "", EnvAccountIDFile: "testdata/crlf-inside"}, want: "BLUETAPE_ACCOUNT_ID_FILE: secret file testdata/crlf-inside holds more than one line"},
+		{env: map[string]string{EnvAdminTokenFile: "testdata/nope"}, want: "GATEWAY_ADMIN_TOKEN_FILE: reading secret file: open testdata/nope: no such file or directory"},
+		{env: map[string]string{EnvAdminTokenFile: "testdata/empty-secret"}, want: "GATEWAY_ADMIN_TOKEN_FILE: secret file testdata/empty-secret is empty"},
+		{env: map[string]string{EnvAdminTokenFile: "testdata/non-ascii"}, want: "GATEWAY_ADMIN_TOKEN_FILE: secret file testdata/non-ascii holds a non-ASCII character"},
+
+		{env: map[string]string{EnvCacheTTL: "8760h1ns"}, want: `GATEWAY_CACHE_TTL: must be at most 8760h, got "8760h1ns"`},
+		{env: map[string]string{EnvStaleTTL: "525601m"}, want: `GATEWAY_STALE_TTL: must be at most 8760h, got "525601m"`},
+		{env: map[string]string{EnvShutdownTimeout: "2562047h"}, want: `GATEWAY_SHUTDOWN_TIMEOUT: must be at most 8760h, got "2562047h"`},
+		{env: map[string]string{EnvDrainDelay: "99999999h"}, want: `GATEWAY_DRAIN_DELAY: invalid duration "99999999h": want Go syntax such as 250ms, 5s or 15m`},
+		{env: map[string]string{EnvListenAddr: ":65536"}, want: `GATEWAY_LISTEN_ADDR: port 65536 out of range: want 1-65535`},
+		{env: map[string]string{EnvListenAddr: "0.0.0.0:808080"}, want: `GATEWAY_LISTEN_ADDR: port 808080 out of range: want 1-65535`},
+		{env: map[string]string{EnvAdminAddr: "127.0.0.1:-1"}, want: `GATEWAY_ADMIN_ADDR: port -1 out of range: want 1-65535`},
+		{env: map[string]string{EnvAdminAddr: ":http"}, want: `GATEWAY_ADMIN_ADDR: invalid port "http"`},
+		{env: map[string]string{EnvUpstreamMaxFlight: "0"}, want: `GATEWAY_UPSTREAM_MAX_IN_FLIGHT: must be at least 1, got 0`},
+		{env: map[string]string{EnvUpstreamMaxFlight: "lots"}, want: `GATEWAY_UPSTREAM_MAX_IN_FLIGHT: invalid integer "lots"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.want, func(t *testing.T) {
@@ -155,12 +189,72 @@ func TestBadConfig(t *testing.T) {
 			if got := err.Error(); got != tc.want {
 				t.Errorf("got  %q\nwant %q", got, tc.want)
 			}
-			for _, secret := range []string{testKey, "hunter2", "secretpw", "the-key-from-a-file"} {
+			for _, secret := range []string{testKey, "hunter2", "secretpw", "the-key-from-a-file",
+				"crlf-1", "nul-1", "esc-1", "del-1", "space-1", "tab-1", "nbsp-1", "bom-1", "invalid-1",
+				"\u00fc", "key-", "line1", "tok\u00e9"} {
 				if strings.Contains(err.Error(), secret) {
 					t.Errorf("error %q holds a secret", err)
 				}
 			}
 		})
+	}
+}
+
+// TestSecretCleaning: white space around a credential and a UTF-8
+// byte-order mark before it are stripped, from the environment, from
+// files, and for the admin token.
+func TestSecretCleaning(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		EnvAPIKey: "\ufeff" + testKey + "\r\n", EnvAccountID: " \tacct-1 \n",
+		EnvAdminTokenFile: "testdata/bom-secret",
+	}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIKey.Reveal() != testKey || c.AccountID.Reveal() != "acct-1" || c.AdminToken.Reveal() != "the-key-after-a-bom" {
+		t.Errorf("read %q, %q, %q", c.APIKey.Reveal(), c.AccountID.Reveal(), c.AdminToken.Reveal())
+	}
+	c, err = Load(env(map[string]string{EnvAPIKey: "", EnvAPIKeyFile: "testdata/bom-secret"}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIKey.Reveal() != "the-key-after-a-bom" {
+		t.Errorf("read %q from a file with a BOM", c.APIKey.Reveal())
+	}
+	// Every visible ASCII byte is allowed.
+	var all strings.Builder
+	for b := byte('!'); b <= '~'; b++ {
+		all.WriteByte(b)
+	}
+	if s, err := ParseSecret([]byte(all.String())); err != nil || s.Reveal() != all.String() {
+		t.Errorf("visible ASCII refused: %v", err)
+	}
+}
+
+// TestBounds: the largest duration and the ports at the ends of the range
+// are accepted; port 0 asks the system for one.
+func TestBounds(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		EnvCacheTTL: "8760h", EnvStaleTTL: "525600m", EnvListenAddr: ":1", EnvAdminAddr: "[::1]:65535",
+	}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CacheTTL != 8760*time.Hour || c.StaleTTL != 8760*time.Hour || c.ListenAddr != ":1" || c.AdminAddr != "[::1]:65535" {
+		t.Errorf("bounds not accepted: %+v", c)
+	}
+	if _, err := Load(env(map[string]string{EnvListenAddr: "127.0.0.1:0", EnvAdminAddr: "127.0.0.1:0"}), ""); err != nil {
+		t.Errorf("port 0: %v", err)
+	}
+}
+
+func TestHardeningSettingsInYAML(t *testing.T) {
+	c, err := Load(env(nil), "testdata/hardening.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UpstreamMaxInFlight != 9 || c.AdminTokenFile != "testdata/admin-token" || c.AdminToken.Reveal() != "admin-token-from-a-file" {
+		t.Errorf("from YAML: %+v", c)
 	}
 }
 
@@ -182,17 +276,17 @@ func TestEveryProblemIsOneLine(t *testing.T) {
 // TestSecretsRedactThemselves formats, logs and encodes a Config in every
 // usual way and looks for the secret values in the output.
 func TestSecretsRedactThemselves(t *testing.T) {
-	c, err := Load(env(map[string]string{EnvRedisURL: "redis://:redispass@r:6379"}), "")
+	c, err := Load(env(map[string]string{EnvRedisURL: "redis://:redispass@r:6379", EnvAdminTokenFile: "testdata/admin-token"}), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "%v %+v %#v %s %q\n", c, c, c, c.APIKey, c.AccountID)
+	fmt.Fprintf(&out, "%v %+v %#v %s %q %v\n", c, c, c, c.APIKey, c.AccountID, c.AdminToken)
 	js, _ := json.Marshal(c)
 	out.Write(js)
 	slog.New(slog.NewJSONHandler(&out, nil)).Info("config", "config", c, "key", c.APIKey)
 	slog.New(slog.NewTextHandler(&out, nil)).Info("config", "key", c.APIKey, "redis", c.RedisURL)
-	for _, secret := range []string{testKey, "acct-1", "redispass"} {
+	for _, secret := range []string{testKey, "acct-1", "redispass", "admin-token-from-a-file"} {
 		if strings.Contains(out.String(), secret) {
 			t.Errorf("output holds %q:\n%s", secret, out.String())
 		}

@@ -171,3 +171,69 @@ func TestSecretSourceGetDuringRotations(t *testing.T) {
 		t.Errorf("Get %q after the last rotation; want key-0050", got)
 	}
 }
+
+// A rotation to bytes that cannot work as a header value (NUL, a line
+// break inside, a BOM or space inside, nothing) keeps the last good value
+// and reports an error that names the file and says what is wrong, never
+// quoting the content; a BOM before the value and a trailing CRLF are
+// stripped.
+func TestSecretSourceRefusesBadRotation(t *testing.T) {
+	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": "val-one\n"})
+	s, err := NewSecretSource("", vol.Path("api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name, content string
+		wantErr       string // the error after the file's path; "" when the content is accepted
+		value         string // Get after the step
+	}{
+		{"NUL", "val-\x00two\n", "holds a control character", "val-one"},
+		{"CRLF inside", "val-two\r\nval-three\r\n", "holds more than one line", "val-one"},
+		{"BOM before the value", "\ufeffval-four\r\n", "", "val-four"},
+		{"BOM inside", "val-\ufefffive", "holds a non-ASCII character", "val-four"},
+		{"space inside", "val six", "holds white space inside", "val-four"},
+		{"only a BOM", "\ufeff\n", "is empty", "val-four"},
+		{"fixed", "val-seven", "", "val-seven"},
+	}
+	for _, st := range steps {
+		vol.Update(map[string]string{"api-key": st.content})
+		changed, err := s.file.Reload()
+		if st.wantErr == "" {
+			if err != nil || !changed {
+				t.Errorf("%s: Reload = %v, %v; want a change", st.name, changed, err)
+			}
+		} else {
+			want := "parsing " + vol.Path("api-key") + ": " + st.wantErr
+			if err == nil || err.Error() != want || changed {
+				t.Errorf("%s: Reload = %v, %v; want the error %q", st.name, changed, err, want)
+			}
+		}
+		if err != nil && strings.Contains(err.Error(), "val") {
+			t.Errorf("%s: error %q quotes the content", st.name, err)
+		}
+		if got := s.Get().Reveal(); got != st.value {
+			t.Errorf("%s: Get %q; want %q", st.name, got, st.value)
+		}
+	}
+}
+
+// The watcher reports a bad rotation through its callback, which the
+// process logs and counts, and keeps the last good value.
+func TestSecretSourceWatchReportsBadRotation(t *testing.T) {
+	vol := gatewaytest.NewSecretVolume(t, map[string]string{"account-id": "acct-one"})
+	s, err := NewSecretSource("", vol.Path("account-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := watchSource(t, s)
+	vol.Update(map[string]string{"account-id": "acct-\x00two"})
+	gatewaytest.WaitFor(t, 10*time.Second, "the NUL rotation to be reported", func() bool { _, errs := reported(); return len(errs) == 1 })
+	changes, errs := reported()
+	if want := "parsing " + vol.Path("account-id") + ": holds a control character"; changes != 0 || errs[0].Error() != want {
+		t.Errorf("reported %d changes and %v; want no change and %q", changes, errs, want)
+	}
+	if got := s.Get().Reveal(); got != "acct-one" {
+		t.Errorf("Get %q; want acct-one, the last good value", got)
+	}
+}

@@ -23,8 +23,10 @@ var markers = [...]string{Redacted, "[REDACTED]", ""}
 // backslash and, for JSON, < > &), which is how Go's transport errors
 // show malformed upstream bytes: `malformed MIME header: missing colon:
 // "X-Bad <key>"`. Every run of text covered by a match becomes one
-// Redacted. The output never holds a credential, also where a credential
-// would reappear across the edge of a marker; a credential too short to
+// Redacted ("[REDACTED]" when a credential is part of "[redacted]", and
+// nothing when one is "[" or "]"). The output never holds a credential,
+// also where one would reappear across the edge of a marker; a credential
+// too short to
 // be told apart from ordinary text, such as a one-character account id,
 // is removed wherever it appears all the same.
 type Redactor struct {

@@ -193,3 +193,20 @@ func TestTransportErrorsQuoteTheUpstream(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRedact measures the cost the Redactor adds to every logged
+// error: the clean case is the common one.
+func BenchmarkRedact(b *testing.B) {
+	r := NewRedactor(fixed(testKey, testAccount))
+	for name, text := range map[string]string{
+		"clean": `Get "http://bluetape.internal/integration/customer/c1/signup": dial tcp 10.0.0.7:443: connect: connection refused`,
+		"key":   `Get "http://bluetape.internal/integration/customer/c1/signup": net/http: HTTP/1.x transport connection broken: malformed MIME header: missing colon: "X-Bad ` + testKey + `"`,
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = r.Redact(text)
+			}
+		})
+	}
+}

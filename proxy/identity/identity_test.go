@@ -159,8 +159,8 @@ func TestVerifyRefuses(t *testing.T) {
 			return tok
 		}()},
 		"ES256 header over the RSA key's id": {token: sign(t, signingKey{kid: "rsa-1", key: ecKey, alg: jose.ES256}, valid())},
-		"RS384": {token: sign(t, signingKey{kid: "rsa-1", key: rsaKey, alg: jose.RS384}, valid())},
-		"PS256": {token: sign(t, signingKey{kid: "rsa-1", key: rsaKey, alg: jose.PS256}, valid())},
+		"RS384":                              {token: sign(t, signingKey{kid: "rsa-1", key: rsaKey, alg: jose.RS384}, valid())},
+		"PS256":                              {token: sign(t, signingKey{kid: "rsa-1", key: rsaKey, alg: jose.PS256}, valid())},
 		"signed by an unpublished key under a known id": {
 			token: sign(t, signingKey{kid: "rsa-1", key: rsaKey2, alg: jose.RS256}, valid())},
 		"not a JWT":      {token: "9f86d081884c7d659a2feaa0c55ad015"},

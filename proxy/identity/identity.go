@@ -36,6 +36,9 @@ const Leeway = 60 * time.Second
 // (plus one fetch) after the key's publication.
 const RefetchInterval = 10 * time.Second
 
+// MaxTokenSize is the size of the largest token Verify reads.
+const MaxTokenSize = 8 << 10
+
 // DefaultCacheSize is the number of verified tokens remembered when
 // Options.CacheSize is zero.
 const DefaultCacheSize = 10000
@@ -210,9 +213,10 @@ func checkURL(s string) error {
 // from memory until it expires.
 //
 // A token signed with a key id not in the key set makes Verify fetch the
-// key set again, unless a fetch for that reason was made less than
-// RefetchInterval ago; ctx bounds the wait for that fetch. Every error is
-// ErrInvalidToken, wrapped with a reason that never holds the token.
+// key set again, and wait for it (at most 10 s), unless a fetch for that
+// reason was made less than RefetchInterval ago. The fetch is not
+// cancelled with ctx, as other requests may be waiting for it. Every error
+// is ErrInvalidToken, wrapped with a reason that never holds the token.
 func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	now := v.now()
 	sum := sha256.Sum256([]byte(token))
@@ -232,7 +236,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 }
 
 func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (Identity, error) {
-	if !IsJWT(token) {
+	if len(token) > MaxTokenSize || !IsJWT(token) {
 		return Identity{}, invalid("not a JSON Web Token")
 	}
 	tok, err := jwt.ParseSigned(token, signatureAlgorithms)

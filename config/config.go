@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,11 @@ const (
 	EnvMaxInFlight       = "GATEWAY_MAX_IN_FLIGHT"
 	EnvUpstreamMaxFlight = "GATEWAY_UPSTREAM_MAX_IN_FLIGHT"
 	EnvAdminTokenFile    = "GATEWAY_ADMIN_TOKEN_FILE"
+	EnvJWTIssuer         = "GATEWAY_JWT_ISSUER"
+	EnvJWTAudience       = "GATEWAY_JWT_AUDIENCE"
+	EnvJWTJWKSURL        = "GATEWAY_JWT_JWKS_URL"
+	EnvJWTCAFile         = "GATEWAY_JWT_CA_FILE"
+	EnvJWTAuthTokenFile  = "GATEWAY_JWT_AUTH_TOKEN_FILE"
 )
 
 // Names returns every environment variable the gateway reads.
@@ -62,6 +68,7 @@ func Names() []string {
 		EnvCallersFile, EnvTrustedProxies, EnvRedisURL, EnvLogLevel,
 		EnvDrainDelay, EnvShutdownTimeout, EnvMaxInFlight,
 		EnvUpstreamMaxFlight, EnvAdminTokenFile,
+		EnvJWTIssuer, EnvJWTAudience, EnvJWTJWKSURL, EnvJWTCAFile, EnvJWTAuthTokenFile,
 	}
 }
 
@@ -109,6 +116,18 @@ type Config struct {
 	// admin actions are not served.
 	AdminToken     Secret
 	AdminTokenFile string
+
+	// JWTIssuer, when set, is the issuer whose tokens authenticate
+	// callers; a token's iss must equal it exactly. JWTAudience is the aud
+	// a token must carry. JWTJWKSURL, when set, replaces discovery of the
+	// key set's URL. JWTCAFile names the CA bundle trusted for discovery
+	// and keys (system roots when empty), and JWTAuthTokenFile a bearer
+	// token sent with those requests.
+	JWTIssuer        string
+	JWTAudience      string
+	JWTJWKSURL       string
+	JWTCAFile        string
+	JWTAuthTokenFile string
 }
 
 // Default returns the configuration used where nothing is set. It has no
@@ -131,6 +150,7 @@ func Default() Config {
 		MaxInFlight:      4096,
 
 		UpstreamMaxInFlight: 128,
+		JWTAudience:         "bluetape-gateway",
 	}
 }
 
@@ -245,6 +265,7 @@ func parse(values map[string]string) (*Config, error) {
 	p.trustedProxies(&c)
 	p.redisURL(&c)
 	p.logLevel(&c)
+	p.jwt(&c)
 
 	if err := errors.Join(p.errs...); err != nil {
 		return nil, err
@@ -473,6 +494,60 @@ func (p *parser) redisURL(c *Config) {
 		return
 	}
 	c.RedisURL = Secret(v)
+}
+
+func (p *parser) jwt(c *Config) {
+	c.JWTIssuer = p.values[EnvJWTIssuer]
+	c.JWTJWKSURL = p.values[EnvJWTJWKSURL]
+	c.JWTCAFile = p.values[EnvJWTCAFile]
+	c.JWTAuthTokenFile = p.values[EnvJWTAuthTokenFile]
+	if v, ok := p.values[EnvJWTAudience]; ok {
+		c.JWTAudience = v
+	}
+	if c.JWTIssuer == "" {
+		for _, name := range []string{EnvJWTJWKSURL, EnvJWTCAFile, EnvJWTAuthTokenFile} {
+			if _, ok := p.values[name]; ok {
+				p.fail(name, "is set without %s", EnvJWTIssuer)
+			}
+		}
+		return
+	}
+	p.absoluteURL(EnvJWTIssuer, c.JWTIssuer)
+	if c.JWTJWKSURL != "" {
+		p.absoluteURL(EnvJWTJWKSURL, c.JWTJWKSURL)
+	}
+	if c.JWTCAFile != "" {
+		data, err := os.ReadFile(c.JWTCAFile)
+		switch {
+		case err != nil:
+			p.fail(EnvJWTCAFile, "reading CA file: %v", err)
+		case !x509.NewCertPool().AppendCertsFromPEM(data):
+			p.fail(EnvJWTCAFile, "%s holds no PEM certificate", c.JWTCAFile)
+		}
+	}
+	if c.JWTAuthTokenFile != "" {
+		if _, err := ReadSecretFile(c.JWTAuthTokenFile); err != nil {
+			p.fail(EnvJWTAuthTokenFile, "%v", err)
+		}
+	}
+}
+
+// absoluteURL checks that v is an absolute http or https URL without user
+// information, query or fragment. Its errors do not quote v.
+func (p *parser) absoluteURL(name, v string) {
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		p.fail(name, "not a valid URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		p.fail(name, "scheme must be http or https, got %q", u.Scheme)
+	case u.Host == "":
+		p.fail(name, "has no host")
+	case u.User != nil:
+		p.fail(name, "must not contain user information")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		p.fail(name, "must not have a query or fragment")
+	}
 }
 
 func (p *parser) logLevel(c *Config) {

@@ -36,7 +36,9 @@ func TestDefaults(t *testing.T) {
 		c.UpstreamRateLimit != 0 || c.CallersFile != "" || c.TrustedProxies != nil ||
 		c.RedisURL != "" || c.LogLevel != slog.LevelInfo || c.DrainDelay != 0 ||
 		c.ShutdownTimeout != 20*time.Second || c.MaxInFlight != want.MaxInFlight ||
-		c.UpstreamMaxInFlight != 128 || c.AdminToken != "" || c.AdminTokenFile != "" {
+		c.UpstreamMaxInFlight != 128 || c.AdminToken != "" || c.AdminTokenFile != "" ||
+		c.JWTIssuer != "" || c.JWTAudience != "bluetape-gateway" || c.JWTJWKSURL != "" ||
+		c.JWTCAFile != "" || c.JWTAuthTokenFile != "" {
 		t.Errorf("defaults differ from the contract: %+v", c)
 	}
 	if c.APIKey.Reveal() != testKey || c.AccountID.Reveal() != "acct-1" {
@@ -97,6 +99,36 @@ func TestFileThenEnvironment(t *testing.T) {
 	}
 }
 
+func TestJWT(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		EnvJWTIssuer: "http://127.0.0.1:5556/dex", EnvJWTAudience: "gw",
+		EnvJWTJWKSURL: "http://127.0.0.1:5556/dex/keys", EnvJWTCAFile: "testdata/ca.crt",
+		EnvJWTAuthTokenFile: "testdata/jwt-token",
+	}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JWTIssuer != "http://127.0.0.1:5556/dex" || c.JWTAudience != "gw" ||
+		c.JWTJWKSURL != "http://127.0.0.1:5556/dex/keys" || c.JWTCAFile != "testdata/ca.crt" ||
+		c.JWTAuthTokenFile != "testdata/jwt-token" {
+		t.Errorf("JWT settings not applied: %+v", c)
+	}
+	// The YAML file sets them like the other keys; the environment wins.
+	c, err = Load(func(k string) string {
+		if k == EnvJWTAudience {
+			return "from-env"
+		}
+		return ""
+	}, "testdata/jwt.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JWTIssuer != "https://kubernetes.default.svc.cluster.local" || c.JWTAudience != "from-env" ||
+		c.JWTCAFile != "testdata/ca.crt" || c.JWTAuthTokenFile != "testdata/jwt-token" || c.JWTJWKSURL != "" {
+		t.Errorf("JWT settings from the file: %+v", c)
+	}
+}
+
 func TestSecretFiles(t *testing.T) {
 	c, err := Load(env(map[string]string{
 		EnvAPIKey: "", EnvAPIKeyFile: "testdata/api-key",
@@ -144,6 +176,17 @@ func TestBadConfig(t *testing.T) {
 		{env: map[string]string{EnvTrustedProxies: "10.0.0.0/33"}, want: `GATEWAY_TRUSTED_PROXIES: invalid CIDR "10.0.0.0/33"`},
 		{env: map[string]string{EnvRedisURL: "http://:secretpw@redis"}, want: `GATEWAY_REDIS_URL: scheme must be redis, rediss or unix, got "http"`},
 		{env: map[string]string{EnvLogLevel: "loud"}, want: `GATEWAY_LOG_LEVEL: unknown level "loud": want debug, info, warn or error`},
+		{env: map[string]string{EnvJWTIssuer: "kubernetes.default.svc"}, want: `GATEWAY_JWT_ISSUER: scheme must be http or https, got ""`},
+		{env: map[string]string{EnvJWTIssuer: "https://"}, want: `GATEWAY_JWT_ISSUER: has no host`},
+		{env: map[string]string{EnvJWTIssuer: "https://u:hunter2@issuer"}, want: `GATEWAY_JWT_ISSUER: must not contain user information`},
+		{env: map[string]string{EnvJWTIssuer: "https://issuer/?x=1"}, want: `GATEWAY_JWT_ISSUER: must not have a query or fragment`},
+		{env: map[string]string{EnvJWTIssuer: "http://%zz"}, want: `GATEWAY_JWT_ISSUER: not a valid URL`},
+		{env: map[string]string{EnvJWTIssuer: "https://issuer", EnvJWTJWKSURL: "file:///keys.json"}, want: `GATEWAY_JWT_JWKS_URL: scheme must be http or https, got "file"`},
+		{env: map[string]string{EnvJWTIssuer: "https://issuer", EnvJWTCAFile: "testdata/nope.crt"}, want: `GATEWAY_JWT_CA_FILE: reading CA file: open testdata/nope.crt: no such file or directory`},
+		{env: map[string]string{EnvJWTIssuer: "https://issuer", EnvJWTCAFile: "testdata/api-key"}, want: `GATEWAY_JWT_CA_FILE: testdata/api-key holds no PEM certificate`},
+		{env: map[string]string{EnvJWTIssuer: "https://issuer", EnvJWTAuthTokenFile: "testdata/empty-secret"}, want: `GATEWAY_JWT_AUTH_TOKEN_FILE: secret file testdata/empty-secret is empty`},
+		{env: map[string]string{EnvJWTIssuer: "https://issuer", EnvJWTAuthTokenFile: "testdata/nope"}, want: `GATEWAY_JWT_AUTH_TOKEN_FILE: reading secret file: open testdata/nope: no such file or directory`},
+		{env: map[string]string{EnvJWTJWKSURL: "https://issuer/keys"}, want: `GATEWAY_JWT_JWKS_URL: is set without GATEWAY_JWT_ISSUER`},
 		{file: "testdata/unknown-key.yaml", want: `GATEWAY_CONFIG: testdata/unknown-key.yaml: unknown setting "GATEWAY_CACHE_TLL"`},
 		{file: "testdata/not-scalar.yaml", want: `GATEWAY_CONFIG: testdata/not-scalar.yaml: GATEWAY_CACHE_TTL must be a single value`},
 		{file: "testdata/api-key", want: `GATEWAY_CONFIG: parsing testdata/api-key: not a YAML mapping of settings to values (line 1)`},

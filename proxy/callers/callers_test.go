@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // The tokens whose hashes testdata/good.yaml lists.
@@ -30,22 +32,26 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"empty.yaml", "callers file is empty"},
 		{"no-callers.yaml", "callers file lists no callers"},
-		{"not-yaml.yaml", "parsing callers file: yaml: line 2: did not find expected ',' or ']'"},
+		{"not-yaml.yaml", "parsing callers file: not valid YAML (line 2)"},
 		{"two-documents.yaml", "callers file must hold a single YAML document"},
 		{"unknown-key.yaml", `parsing callers file: line 4: unknown key "rates"`},
 		{"unknown-top-key.yaml", `parsing callers file: line 1: unknown key "caller"`},
-		{"rate-not-number.yaml", "parsing callers file: line 4: cannot unmarshal !!str `fast` into float64"},
-		{"bad-name.yaml", `callers[0]: name "billing service" must be 1-63 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`},
-		{"missing-name.yaml", `callers[0]: name "" must be 1-63 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`},
-		{"reserved-name.yaml", `callers[0]: name "anonymous" is reserved for requests without a caller`},
-		{"duplicate-name.yaml", `caller "billing-service": listed twice`},
-		{"duplicate-hash.yaml", `caller "reports": token_sha256 is shared with another caller`},
-		{"short-hash.yaml", `caller "billing-service": token_sha256 must be 64 hex digits`},
-		{"missing-hash.yaml", `caller "billing-service": token_sha256 must be 64 hex digits`},
-		{"plain-token.yaml", `caller "billing-service": token_sha256 must be 64 hex digits`},
-		{"negative-rate.yaml", `caller "billing-service": rate must be a number of requests per second, 0 or more`},
-		{"infinite-rate.yaml", `caller "billing-service": rate must be a number of requests per second, 0 or more`},
-		{"zero-burst.yaml", `caller "billing-service": burst must be at least 1`},
+		{"rate-not-number.yaml", "parsing callers file: line 4: value of the wrong type, want a number"},
+		{"subject-not-string.yaml", "parsing callers file: line 3: value of the wrong type, want a string"},
+		{"bad-name.yaml", `callers[0]: name must be 1-63 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`},
+		{"missing-name.yaml", `callers[0]: name must be 1-63 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`},
+		{"reserved-name.yaml", `callers[0]: name is reserved for requests without a registered caller`},
+		{"reserved-unregistered.yaml", `callers[0]: name is reserved for requests without a registered caller`},
+		{"duplicate-name.yaml", `callers[1]: name is already used by callers[0]`},
+		{"duplicate-hash.yaml", `callers[1]: token_sha256 is shared with callers[0]`},
+		{"duplicate-subject.yaml", `callers[1]: subject is shared with callers[0]`},
+		{"short-hash.yaml", `callers[0]: token_sha256 must be 64 hex digits`},
+		{"missing-hash.yaml", `callers[0]: needs a token_sha256 or a subject`},
+		{"plain-token.yaml", `callers[0]: token_sha256 must be 64 hex digits`},
+		{"subject-with-space.yaml", `callers[0]: subject must be at most 512 visible characters`},
+		{"negative-rate.yaml", `callers[0]: rate must be a number of requests per second, 0 or more`},
+		{"infinite-rate.yaml", `callers[0]: rate must be a number of requests per second, 0 or more`},
+		{"zero-burst.yaml", `callers[0]: burst must be at least 1`},
 	}
 	for _, tc := range cases {
 		t.Run(strings.TrimSuffix(tc.file, ".yaml"), func(t *testing.T) {
@@ -80,6 +86,122 @@ func TestParseErrorsNeverShowTheHash(t *testing.T) {
 		if _, err := Parse(data); err != nil && strings.Contains(strings.ToLower(err.Error()), h[:16]) {
 			t.Errorf("%s: error shows the hash: %v", f, err)
 		}
+	}
+}
+
+// TestParseErrorsQuoteNoValue checks that no error about a bad file
+// quotes a value from it: a value may be a token pasted in the wrong
+// place.
+func TestParseErrorsQuoteNoValue(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, perr := Parse(data)
+		if perr == nil {
+			continue
+		}
+		var doc yaml.Node
+		if yaml.Unmarshal(data, &doc) != nil {
+			// Not YAML: look for every word of the file instead.
+			for _, w := range strings.FieldsFunc(string(data), func(r rune) bool { return strings.ContainsRune(" \n:[]-", r) }) {
+				if len(w) >= 4 && w != "callers" && strings.Contains(perr.Error(), w) {
+					t.Errorf("%s: error %q quotes %q", f, perr, w)
+				}
+			}
+			continue
+		}
+		for _, v := range scalarValues(&doc) {
+			if len(v) >= 4 && strings.Contains(perr.Error(), v) {
+				t.Errorf("%s: error %q quotes the value %q", f, perr, v)
+			}
+		}
+	}
+}
+
+// scalarValues returns the values, not the keys, of the scalars under n.
+func scalarValues(n *yaml.Node) []string {
+	var out []string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		out = append(out, n.Value)
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			out = append(out, scalarValues(n.Content[i])...)
+		}
+	default:
+		for _, c := range n.Content {
+			out = append(out, scalarValues(c)...)
+		}
+	}
+	return out
+}
+
+func TestParseSubjects(t *testing.T) {
+	r, err := parseFile(t, "subjects.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		sub, name string
+		rate      *float64
+		burst     *int
+	}{
+		{"system:serviceaccount:billing:billing-api", "billing-api", ptr(5.0), nil},
+		{"system:serviceaccount:reports:nightly", "reports", nil, ptr(3)},
+		{"0oa1b2c3d4e5f6g7h8i9", "partner-sync", nil, nil},
+	}
+	for _, tc := range cases {
+		c, ok := r.BySubject(tc.sub)
+		if !ok {
+			t.Errorf("BySubject(%q): not found", tc.sub)
+			continue
+		}
+		if c.Name != tc.name || c.Subject != tc.sub || !equalPtr(c.Rate, tc.rate) || !equalPtr(c.Burst, tc.burst) {
+			t.Errorf("BySubject(%q) = %+v; want name %s, rate %v, burst %v", tc.sub, c, tc.name, tc.rate, tc.burst)
+		}
+	}
+	for _, sub := range []string{
+		"", "system:serviceaccount:billing:billing-api ", "SYSTEM:SERVICEACCOUNT:BILLING:BILLING-API",
+		"billing/billing-api", "billing-api", "system:serviceaccount:billing",
+	} {
+		if c, ok := r.BySubject(sub); ok {
+			t.Errorf("BySubject(%q) found %s", sub, c.Name)
+		}
+	}
+	// The entry with both authenticates its static token too, as itself.
+	if c, ok := r.Authenticate(tokenOne); !ok || c.Name != "reports" {
+		t.Errorf("static token of reports: %v, %v", c, ok)
+	}
+	// Entries without a token_sha256 match no token, whatever its hash.
+	for _, tok := range []string{"", "billing-api", "system:serviceaccount:billing:billing-api"} {
+		if c, ok := r.Authenticate(tok); ok {
+			t.Errorf("Authenticate(%q) = %s", tok, c.Name)
+		}
+	}
+	if r.Len() != 3 {
+		t.Errorf("Len %d; want 3", r.Len())
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func equalPtr[T comparable](a, b *T) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+func TestRegistryWithoutSubjects(t *testing.T) {
+	r, err := parseFile(t, "good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := r.BySubject(""); ok {
+		t.Errorf("empty subject found %s", c.Name)
 	}
 }
 
@@ -163,7 +285,11 @@ func TestBearerToken(t *testing.T) {
 }
 
 func FuzzBearerToken(f *testing.F) {
-	for _, s := range []string{"Bearer abc", "bearer a=", "Basic x", "", "Bearer  a b"} {
+	for _, s := range []string{
+		"Bearer abc", "bearer a=", "Basic x", "", "Bearer  a b",
+		"Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.eyJzdWIiOiJzIn0.c2ln",
+		"Bearer eyJhbGciOiJub25lIn0.e30.", "Bearer a.b.c.d", "Bearer ..", "Bearer\ta.b.c",
+	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
@@ -171,7 +297,8 @@ func FuzzBearerToken(f *testing.F) {
 		if !ok {
 			return
 		}
-		if tok == "" || strings.ContainsAny(tok, " \t\r\n,\"") || len(tok) > 4096 {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n,\"") || len(tok) > 4096 ||
+			!strings.Contains(header, tok) {
 			t.Errorf("BearerToken(%q) accepted %q", header, tok)
 		}
 	})

@@ -36,6 +36,10 @@ func FuzzCallersParse(f *testing.F) {
 		{"callers:\n  - name: \"a b\"\n    token_sha256: " + hashOf("") + "\n", ""},
 		{"callers:\n  - name: a\n    token_sha256: " + hashOf("x") + "\n    rate: -1\n", "x"},
 		{"callers:\n  - &c {name: a, token_sha256: " + hashOf("x") + "}\n  - *c\n", "x"},
+		{"callers:\n  - name: a\n    subject: system:serviceaccount:ns:a\n", "system:serviceaccount:ns:a"},
+		{"callers:\n  - name: a\n    subject: s\n    token_sha256: " + hashOf("s") + "\n", "s"},
+		{"callers:\n  - name: a\n    subject: s\n  - name: b\n    subject: s\n", "s"},
+		{"callers:\n  - name: unregistered\n    subject: s\n", "s"},
 		{"callers: {}\n", ""}, {"", ""}, {"- a\n", ""}, {"callers:\n  - name: a\n---\ncallers: []\n", ""},
 	} {
 		f.Add([]byte(c.file), c.token)
@@ -54,14 +58,21 @@ func FuzzCallersParse(f *testing.F) {
 			Callers []struct {
 				Name        string `yaml:"name"`
 				TokenSHA256 string `yaml:"token_sha256"`
+				Subject     string `yaml:"subject"`
 			} `yaml:"callers"`
 		}
 		if err := yaml.Unmarshal(data, &f); err != nil {
 			t.Fatalf("Parse accepted a file yaml.v3 rejects: %v", err)
 		}
 		listed := map[string]string{}
+		subjects := map[string]string{}
 		for _, c := range f.Callers {
-			listed[strings.ToLower(strings.TrimSpace(c.TokenSHA256))] = c.Name
+			if c.TokenSHA256 != "" {
+				listed[strings.ToLower(strings.TrimSpace(c.TokenSHA256))] = c.Name
+			}
+			if c.Subject != "" {
+				subjects[c.Subject] = c.Name
+			}
 		}
 		if r.Len() == 0 || r.Len() != len(f.Callers) {
 			t.Fatalf("registry of %d callers from a file listing %d", r.Len(), len(f.Callers))
@@ -73,7 +84,13 @@ func FuzzCallersParse(f *testing.F) {
 				t.Fatalf("caller name %q is invalid or repeated", c.Name)
 			}
 			names[c.Name] = true
-			if listed[hex.EncodeToString(c.hash[:])] != c.Name {
+			if c.Name == Anonymous || c.Name == Unregistered {
+				t.Fatalf("caller takes the reserved name %q", c.Name)
+			}
+			if !c.hasToken && c.Subject == "" {
+				t.Fatalf("caller %q has neither token nor subject", c.Name)
+			}
+			if c.hasToken && listed[hex.EncodeToString(c.hash[:])] != c.Name {
 				t.Fatalf("caller %q holds a hash the file does not give it", c.Name)
 			}
 			if (c.Rate != nil && *c.Rate < 0) || (c.Burst != nil && *c.Burst < 1) {
@@ -87,6 +104,12 @@ func FuzzCallersParse(f *testing.F) {
 		}
 		if ok && caller.Name != name {
 			t.Fatalf("token authenticates as %q; the file lists it under %q", caller.Name, name)
+		}
+		// The token read as a subject.
+		caller, ok = r.BySubject(token)
+		name, isListed = subjects[token]
+		if ok != isListed || (ok && caller.Name != name) {
+			t.Fatalf("BySubject(%q) = %v, %v; the file lists it under %q", token, caller, ok, name)
 		}
 	})
 }

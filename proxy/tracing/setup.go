@@ -58,9 +58,11 @@ type Options struct {
 
 // Tracer makes the gateway's spans. It is safe for concurrent use.
 type Tracer struct {
-	tracer    trace.Tracer
-	exporting bool
-	protocol  string
+	sampler    sdktrace.Sampler
+	newTraceID func() trace.TraceID // the ids of new traces
+	tracer     trace.Tracer
+	exporting  bool
+	protocol   string
 }
 
 // Exporting reports whether spans are exported.
@@ -84,10 +86,14 @@ func (t *Tracer) Protocol() string { return t.protocol }
 //     chooses the exporter: "http/protobuf" (the default) or "grpc".
 //   - OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES describe the service;
 //     service.name is bluetape-gateway by default.
-//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG choose the sampler,
-//     read by the SDK. Unset, the sampler is parentbased_traceidratio with
-//     the ratio OTEL_TRACES_SAMPLER_ARG, by default 0.01: a caller's
-//     sampling decision is followed, and 1% of new traces are sampled.
+//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG choose the sampler
+//     with the specification's names (always_on, always_off, traceidratio,
+//     parentbased_always_on, parentbased_always_off,
+//     parentbased_traceidratio). Unset, the sampler is
+//     parentbased_traceidratio with the ratio OTEL_TRACES_SAMPLER_ARG, by
+//     default 0.01: a caller's sampling decision is followed, and 1% of
+//     new traces are sampled. These two are read here rather than by the
+//     SDK because the gateway decides sampling before it makes a span.
 //
 // An unsupported protocol, exporter or sampler, or a sampler argument that
 // is not a ratio, is an error naming the variable: the SDK would otherwise
@@ -110,7 +116,7 @@ func setup(ctx context.Context, o Options, extra ...sdktrace.TracerProviderOptio
 	if err != nil {
 		return nil, nil, err
 	}
-	sampler, err := defaultSampler(os.Getenv)
+	sampler, err := samplerFromEnv(os.Getenv)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,11 +139,12 @@ func setup(ctx context.Context, o Options, extra ...sdktrace.TracerProviderOptio
 		return nil, nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
 	}
 
-	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	// An explicit sampler overrides the one the SDK reads from
-	// OTEL_TRACES_SAMPLER, so it is given only when that is unset.
-	if sampler != nil {
-		tpOpts = append(tpOpts, sdktrace.WithSampler(sampler))
+	// The explicit sampler overrides the SDK's own reading of
+	// OTEL_TRACES_SAMPLER; Begin asks it before any span exists.
+	tpOpts := []sdktrace.TracerProviderOption{
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(sampler),
+		sdktrace.WithIDGenerator(presetIDs{}),
 	}
 	if exporting {
 		var exp sdktrace.SpanExporter
@@ -154,8 +161,10 @@ func setup(ctx context.Context, o Options, extra ...sdktrace.TracerProviderOptio
 	}
 	tp := sdktrace.NewTracerProvider(append(tpOpts, extra...)...)
 	t := &Tracer{
-		tracer:    tp.Tracer(instrumentationName, trace.WithInstrumentationVersion(o.Version), trace.WithSchemaURL(semconv.SchemaURL)),
-		exporting: exporting,
+		sampler:    sampler,
+		newTraceID: newTraceID,
+		tracer:     tp.Tracer(instrumentationName, trace.WithInstrumentationVersion(o.Version), trace.WithSchemaURL(semconv.SchemaURL)),
+		exporting:  exporting,
 	}
 	if exporting {
 		t.protocol = protocol
@@ -195,17 +204,19 @@ func exportSettings(getenv func(string) string) (exporting bool, protocol string
 	return true, protocol, nil
 }
 
-// defaultSampler returns the sampler to give the SDK explicitly: nil when
-// OTEL_TRACES_SAMPLER is set (the SDK reads it), else
-// parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG or 0.01. It checks
-// what the SDK would otherwise accept with a fallback to sampling
-// everything: an unknown sampler name or a ratio out of [0, 1].
-func defaultSampler(getenv func(string) string) (sdktrace.Sampler, error) {
+// samplerFromEnv builds the sampler that OTEL_TRACES_SAMPLER and
+// OTEL_TRACES_SAMPLER_ARG name, with the specification's names and
+// defaults (a ratio sampler named without an argument samples every
+// trace), or, when OTEL_TRACES_SAMPLER is unset, parentbased_traceidratio
+// with OTEL_TRACES_SAMPLER_ARG or 0.01. Unlike the SDK, which would fall
+// back to sampling every trace, an unknown name or a ratio outside [0, 1]
+// is an error.
+func samplerFromEnv(getenv func(string) string) (sdktrace.Sampler, error) {
 	name := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
 	arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG"))
-	ratio := func() (float64, error) {
+	ratio := func(def float64) (float64, error) {
 		if arg == "" {
-			return DefaultSampleRatio, nil
+			return def, nil
 		}
 		r, err := strconv.ParseFloat(arg, 64)
 		if err != nil || r < 0 || r > 1 {
@@ -215,16 +226,22 @@ func defaultSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 	}
 	switch name {
 	case "":
-		r, err := ratio()
-		if err != nil {
-			return nil, err
-		}
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), nil
-	case "traceidratio", "parentbased_traceidratio":
-		_, err := ratio()
-		return nil, err
-	case "always_on", "always_off", "parentbased_always_on", "parentbased_always_off":
-		return nil, nil
+		r, err := ratio(DefaultSampleRatio)
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), err
+	case "parentbased_traceidratio":
+		r, err := ratio(1)
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), err
+	case "traceidratio":
+		r, err := ratio(1)
+		return sdktrace.TraceIDRatioBased(r), err
+	case "always_on":
+		return sdktrace.AlwaysSample(), nil
+	case "always_off":
+		return sdktrace.NeverSample(), nil
+	case "parentbased_always_on":
+		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
+	case "parentbased_always_off":
+		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
 	default:
 		return nil, errors.New("OTEL_TRACES_SAMPLER: unsupported sampler " + strconv.Quote(name))
 	}

@@ -119,17 +119,24 @@ func Inject(ctx context.Context, h http.Header) {
 //
 // The span must be ended with EndServer.
 func (t *Tracer) StartServer(ctx context.Context, r *http.Request) (context.Context, trace.Span) {
-	return t.startServer(ctx, r, Route)
+	return t.startServer(ctx, r, Route, nil)
 }
 
 // StartUnmatched starts the server span of a request no route served (an
 // unknown path, another method): like StartServer, with no http.route.
 func (t *Tracer) StartUnmatched(ctx context.Context, r *http.Request) (context.Context, trace.Span) {
-	return t.startServer(ctx, r, "")
+	return t.startServer(ctx, r, "", nil)
 }
 
-func (t *Tracer) startServer(ctx context.Context, r *http.Request, route string) (context.Context, trace.Span) {
-	ctx = Extract(ctx, r.Header)
+// startServer starts a server span; with at (Request's use), ctx already
+// holds the parent and at is the span's start.
+func (t *Tracer) startServer(ctx context.Context, r *http.Request, route string, at []trace.SpanStartOption) (context.Context, trace.Span) {
+	opts := serverStart
+	if at == nil {
+		ctx = Extract(ctx, r.Header)
+	} else {
+		opts = append(append(make([]trace.SpanStartOption, 0, 2), serverStart...), at...)
+	}
 	name := serverSpanName
 	method, known := knownMethod(r.Method)
 	if route == "" || method != http.MethodGet {
@@ -138,7 +145,7 @@ func (t *Tracer) startServer(ctx context.Context, r *http.Request, route string)
 			name += " " + route
 		}
 	}
-	ctx, span := t.tracer.Start(ctx, name, serverStart...)
+	ctx, span := t.tracer.Start(ctx, name, opts...)
 	if span.IsRecording() {
 		scheme := "http"
 		if r.TLS != nil {

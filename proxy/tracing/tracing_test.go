@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -37,37 +37,6 @@ func unsetOTel(t *testing.T) {
 	}
 }
 
-// fixedIDs hands out the trace ids a test chooses for new traces, and
-// sequential span ids.
-type fixedIDs struct {
-	mu    sync.Mutex
-	trace []trace.TraceID
-	span  uint64
-}
-
-func (g *fixedIDs) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	tid := g.trace[0]
-	if len(g.trace) > 1 {
-		g.trace = g.trace[1:]
-	}
-	return tid, g.nextSpan()
-}
-
-func (g *fixedIDs) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.nextSpan()
-}
-
-func (g *fixedIDs) nextSpan() trace.SpanID {
-	g.span++
-	var sid trace.SpanID
-	binary.BigEndian.PutUint64(sid[:], g.span)
-	return sid
-}
-
 // traceIDWithRatio returns a trace id that TraceIDRatioBased samples
 // exactly at ratios above r (it compares the id's last 8 bytes, shifted
 // right once, with r·2⁶³).
@@ -80,18 +49,17 @@ func traceIDWithRatio(r float64) trace.TraceID {
 
 // newTestTracer sets the tracer up from the environment with an
 // in-memory exporter beside it.
-func newTestTracer(t *testing.T, ids sdktrace.IDGenerator) (*Tracer, *tracetest.InMemoryExporter) {
+func newTestTracer(t *testing.T, traceID *trace.TraceID) (*Tracer, *tracetest.InMemoryExporter) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithSyncer(exp)}
-	if ids != nil {
-		opts = append(opts, sdktrace.WithIDGenerator(ids))
-	}
-	tr, shutdown, err := setup(t.Context(), Options{Version: "test"}, opts...)
+	tr, shutdown, err := setup(t.Context(), Options{Version: "test"}, sdktrace.WithSyncer(exp))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = shutdown(context.Background()) })
+	if traceID != nil {
+		tr.newTraceID = func() trace.TraceID { return *traceID }
+	}
 	return tr, exp
 }
 
@@ -109,7 +77,8 @@ func apiRequest(h map[string]string) *http.Request {
 // upstream request's headers), end; it returns the upstream headers of
 // each attempt and the ids the access log would get.
 func serve(tr *Tracer, r *http.Request, attempts int) (upstream []http.Header, logTrace, logSpan string) {
-	ctx, span := tr.StartServer(r.Context(), r)
+	q := tr.Begin(r, time.Now())
+	ctx := q.Context(r.Context())
 	for i := 1; i <= attempts; i++ {
 		actx, as := tr.StartUpstreamAttempt(ctx, Upstream{Host: "api.bluetape.com", Port: 443, Scheme: "https"}, i)
 		h := http.Header{"X-Bluetape-Key": {"key-value"}}
@@ -121,9 +90,12 @@ func serve(tr *Tracer, r *http.Request, attempts int) (upstream []http.Header, l
 		}
 		EndUpstreamAttempt(as, status, "")
 	}
-	logTrace, logSpan, _ = TraceIDs(ctx)
-	EndServer(span, ServerResult{Status: 200, Caller: "billing-service", Cache: "miss"})
-	return upstream, logTrace, logSpan
+	tid, sid, _ := q.IDs()
+	if ctid, csid, _ := TraceIDs(ctx); ctid != tid.String() || csid != sid.String() {
+		panic("the span in the context is not the server span of Begin")
+	}
+	q.End(ServerResult{Status: 200, Caller: "billing-service", Cache: "miss"})
+	return upstream, tid.String(), sid.String()
 }
 
 func parseTraceparent(t *testing.T, v string) (traceID, parentID, flags string) {
@@ -388,7 +360,7 @@ func TestSampler(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			tr, exp := newTestTracer(t, &fixedIDs{trace: []trace.TraceID{tc.tid}})
+			tr, exp := newTestTracer(t, &tc.tid)
 			h := map[string]string{}
 			if tc.parent != "" {
 				h["Traceparent"] = tc.parent
@@ -527,6 +499,78 @@ func TestSplitHostPort(t *testing.T) {
 		host, port, ok := splitHostPort(in)
 		if host != want.host || port != want.port || ok != want.ok {
 			t.Errorf("splitHostPort(%q) = %q, %d, %v; want %q, %d, %v", in, host, port, ok, want.host, want.port, want.ok)
+		}
+	}
+}
+
+// TestCacheHitSpan: a request that never needs its span as a parent gets
+// ids at Begin; its span is made at End, with those ids and Begin's start
+// time, only when it is sampled.
+func TestCacheHitSpan(t *testing.T) {
+	for _, sampled := range []bool{false, true} {
+		unsetOTel(t)
+		if sampled {
+			t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+		} else {
+			t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+		}
+		tr, exp := newTestTracer(t, nil)
+		start := time.Now().Add(-time.Millisecond)
+		r := apiRequest(map[string]string{"Traceparent": callerParent})
+		q := tr.Begin(r, start)
+		tid, sid, s := q.IDs()
+		q.End(ServerResult{Status: 200, Caller: "billing-service", Cache: "hit"})
+		if tid.String() != callerTrace || !sid.IsValid() || s != sampled {
+			t.Errorf("sampled=%v: ids %s %s sampled %v", sampled, tid, sid, s)
+		}
+		spans := exp.GetSpans()
+		if !sampled {
+			if len(spans) != 0 {
+				t.Errorf("not sampled: %d spans exported", len(spans))
+			}
+			continue
+		}
+		if len(spans) != 1 {
+			t.Fatalf("sampled: %d spans; want 1", len(spans))
+		}
+		got := spans[0]
+		if got.SpanContext.TraceID() != tid || got.SpanContext.SpanID() != sid || got.Parent.SpanID().String() != callerSpan {
+			t.Errorf("span %s/%s parent %s; want %s/%s under the caller's", got.SpanContext.TraceID(), got.SpanContext.SpanID(), got.Parent.SpanID(), tid, sid)
+		}
+		if !got.StartTime.Equal(start) {
+			t.Errorf("span starts %v; want Begin's %v", got.StartTime, start)
+		}
+		if attrs(got)["bluetape.cache.result"].Emit() != "hit" {
+			t.Errorf("attributes %v", got.Attributes)
+		}
+	}
+}
+
+func TestParentFromHeader(t *testing.T) {
+	// Every traceparent here is judged as OpenTelemetry's propagator
+	// judges it.
+	for _, v := range []string{
+		callerParent,
+		"00-" + callerTrace + "-" + callerSpan + "-00",
+		"00-" + callerTrace + "-" + callerSpan + "-03",
+		"00-" + callerTrace + "-" + callerSpan + "-09",
+		"00-" + callerTrace + "-" + callerSpan + "-01-extra",
+		"01-" + callerTrace + "-" + callerSpan + "-01-extra",
+		"01-" + callerTrace + "-" + callerSpan + "-01",
+		"01-" + callerTrace + "-" + callerSpan + "-01x",
+		"ff-" + callerTrace + "-" + callerSpan + "-01",
+		"0g-" + callerTrace + "-" + callerSpan + "-01",
+		"00-" + callerTrace + "-0000000000000000-01",
+		"00-" + strings.ToUpper(callerTrace) + "-" + callerSpan + "-01",
+		"00_" + callerTrace + "-" + callerSpan + "-01",
+		"",
+		"00",
+	} {
+		h := http.Header{"Traceparent": {v}, "Tracestate": {callerState}}
+		got := parentFromHeader(h)
+		want := trace.SpanContextFromContext(Extract(context.Background(), h))
+		if !got.Equal(want) {
+			t.Errorf("%q: got %v; want %v", v, got, want)
 		}
 	}
 }

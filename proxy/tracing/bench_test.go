@@ -6,6 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/bluetape/bluetape-gateway/proxy/tracing/otlptest"
 )
 
 // BenchmarkServerSpan measures what tracing adds to a cache hit: the
@@ -17,25 +22,28 @@ func BenchmarkServerSpan(b *testing.B) {
 	for _, k := range []string{"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER"} {
 		b.Setenv(k, "")
 	}
-	// The exporter is configured but never reached: no span is sampled.
-	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	// Export is configured; only the sampled case reaches the receiver.
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlptest.Start(b).HTTPEndpoint)
 	tr, shutdown, err := Setup(context.Background(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		_ = shutdown(ctx)
 	})
 	for _, tc := range []struct {
 		name, traceparent string
 		trace             bool
+		sdk               bool // StartServer: the SDK's span at once
 	}{
-		{"none", "", false},
-		{"not-sampled/new-trace", "", true},
-		{"not-sampled/caller-trace", "00-" + callerTrace + "-" + callerSpan + "-00", true},
-		{"sampled/caller-trace", callerParent, true},
+		{"none", "", false, false},
+		{"not-sampled/new-trace", "", true, false},
+		{"not-sampled/caller-trace", "00-" + callerTrace + "-" + callerSpan + "-00", true, false},
+		{"sampled/caller-trace", callerParent, true, false},
+		{"StartServer/not-sampled/new-trace", "", true, true},
+		{"StartServer/not-sampled/caller-trace", "00-" + callerTrace + "-" + callerSpan + "-00", true, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			r := httptest.NewRequest(http.MethodGet, "/customers/cust-42/signup", nil)
@@ -44,6 +52,7 @@ func BenchmarkServerSpan(b *testing.B) {
 			}
 			var line [128]byte
 			ctx := r.Context()
+			start := time.Now()
 			b.ReportAllocs()
 			for b.Loop() {
 				buf := line[:0]
@@ -51,16 +60,28 @@ func BenchmarkServerSpan(b *testing.B) {
 					buf = append(buf, `"trace_id":"","span_id":""`...)
 					continue
 				}
-				sctx, span := tr.StartServer(ctx, r)
-				tid, sid, _ := IDs(sctx)
-				buf = append(buf, `"trace_id":"`...)
-				buf = hex.AppendEncode(buf, tid[:])
-				buf = append(buf, `","span_id":"`...)
-				buf = hex.AppendEncode(buf, sid[:])
-				buf = append(buf, '"')
-				EndServer(span, ServerResult{Status: 200, Caller: "billing-service", Cache: "hit"})
+				res := ServerResult{Status: 200, Caller: "billing-service", Cache: "hit"}
+				if tc.sdk {
+					sctx, span := tr.StartServer(ctx, r)
+					tid, sid, _ := IDs(sctx)
+					buf = appendIDs(buf, tid, sid)
+					EndServer(span, res)
+					continue
+				}
+				q := tr.Begin(r, start)
+				tid, sid, _ := q.IDs()
+				buf = appendIDs(buf, tid, sid)
+				q.End(res)
 			}
 			_ = line
 		})
 	}
+}
+
+func appendIDs(b []byte, tid trace.TraceID, sid trace.SpanID) []byte {
+	b = append(b, `"trace_id":"`...)
+	b = hex.AppendEncode(b, tid[:])
+	b = append(b, `","span_id":"`...)
+	b = hex.AppendEncode(b, sid[:])
+	return append(b, '"')
 }

@@ -46,17 +46,21 @@ func (t *Tracer) BeginUnmatched(r *http.Request, start time.Time) Request {
 func (t *Tracer) begin(r *http.Request, route string, start time.Time) Request {
 	q := Request{t: t, r: r, route: route, start: start, parent: parentFromHeader(r.Header)}
 	scc := trace.SpanContextConfig{SpanID: newSpanID(), TraceState: q.parent.TraceState()}
-	pctx := r.Context()
 	if q.parent.IsValid() {
 		scc.TraceID = q.parent.TraceID()
-		pctx = trace.ContextWithRemoteSpanContext(pctx, q.parent)
 	} else {
 		scc.TraceID = t.newTraceID()
 	}
-	res := t.sampler.ShouldSample(sdktrace.SamplingParameters{
-		ParentContext: pctx, TraceID: scc.TraceID, Name: serverSpanName, Kind: trace.SpanKindServer,
-	})
-	if res.Decision == sdktrace.RecordAndSample {
+	// The SDK's sampler would decide the same, but needs the parent in a
+	// context, which costs two allocations.
+	sampled := q.parent.IsSampled()
+	if !q.parent.IsValid() || !t.followParent {
+		res := t.root.ShouldSample(sdktrace.SamplingParameters{
+			ParentContext: r.Context(), TraceID: scc.TraceID, Name: serverSpanName, Kind: trace.SpanKindServer,
+		})
+		sampled = res.Decision == sdktrace.RecordAndSample
+	}
+	if sampled {
 		scc.TraceFlags = trace.FlagsSampled
 	}
 	q.sc = trace.NewSpanContext(scc)

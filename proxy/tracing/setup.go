@@ -58,11 +58,12 @@ type Options struct {
 
 // Tracer makes the gateway's spans. It is safe for concurrent use.
 type Tracer struct {
-	sampler    sdktrace.Sampler
-	newTraceID func() trace.TraceID // the ids of new traces
-	tracer     trace.Tracer
-	exporting  bool
-	protocol   string
+	root         sdktrace.Sampler     // decides new traces
+	followParent bool                 // a remote parent's flag decides
+	newTraceID   func() trace.TraceID // the ids of new traces
+	tracer       trace.Tracer
+	exporting    bool
+	protocol     string
 }
 
 // Exporting reports whether spans are exported.
@@ -116,7 +117,7 @@ func setup(ctx context.Context, o Options, extra ...sdktrace.TracerProviderOptio
 	if err != nil {
 		return nil, nil, err
 	}
-	sampler, err := samplerFromEnv(os.Getenv)
+	sampler, root, followParent, err := samplerFromEnv(os.Getenv)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,10 +162,11 @@ func setup(ctx context.Context, o Options, extra ...sdktrace.TracerProviderOptio
 	}
 	tp := sdktrace.NewTracerProvider(append(tpOpts, extra...)...)
 	t := &Tracer{
-		sampler:    sampler,
-		newTraceID: newTraceID,
-		tracer:     tp.Tracer(instrumentationName, trace.WithInstrumentationVersion(o.Version), trace.WithSchemaURL(semconv.SchemaURL)),
-		exporting:  exporting,
+		root:         root,
+		followParent: followParent,
+		newTraceID:   newTraceID,
+		tracer:       tp.Tracer(instrumentationName, trace.WithInstrumentationVersion(o.Version), trace.WithSchemaURL(semconv.SchemaURL)),
+		exporting:    exporting,
 	}
 	if exporting {
 		t.protocol = protocol
@@ -211,7 +213,12 @@ func exportSettings(getenv func(string) string) (exporting bool, protocol string
 // with OTEL_TRACES_SAMPLER_ARG or 0.01. Unlike the SDK, which would fall
 // back to sampling every trace, an unknown name or a ratio outside [0, 1]
 // is an error.
-func samplerFromEnv(getenv func(string) string) (sdktrace.Sampler, error) {
+//
+// It also returns the decision for a new trace (or any trace when the
+// sampler ignores the parent) and whether a remote parent's sampled flag
+// decides, as it does for the parentbased_ samplers: Begin asks these
+// rather than the whole sampler, which would need the parent in a context.
+func samplerFromEnv(getenv func(string) string) (s, root sdktrace.Sampler, followParent bool, err error) {
 	name := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
 	arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG"))
 	ratio := func(def float64) (float64, error) {
@@ -224,25 +231,26 @@ func samplerFromEnv(getenv func(string) string) (sdktrace.Sampler, error) {
 		}
 		return r, nil
 	}
+	def := 1.0
 	switch name {
 	case "":
-		r, err := ratio(DefaultSampleRatio)
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), err
-	case "parentbased_traceidratio":
-		r, err := ratio(1)
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), err
-	case "traceidratio":
-		r, err := ratio(1)
-		return sdktrace.TraceIDRatioBased(r), err
-	case "always_on":
-		return sdktrace.AlwaysSample(), nil
-	case "always_off":
-		return sdktrace.NeverSample(), nil
-	case "parentbased_always_on":
-		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
-	case "parentbased_always_off":
-		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
+		name, def = "parentbased_traceidratio", DefaultSampleRatio
+		fallthrough
+	case "parentbased_traceidratio", "traceidratio":
+		r, err := ratio(def)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		root = sdktrace.TraceIDRatioBased(r)
+	case "always_on", "parentbased_always_on":
+		root = sdktrace.AlwaysSample()
+	case "always_off", "parentbased_always_off":
+		root = sdktrace.NeverSample()
 	default:
-		return nil, errors.New("OTEL_TRACES_SAMPLER: unsupported sampler " + strconv.Quote(name))
+		return nil, nil, false, errors.New("OTEL_TRACES_SAMPLER: unsupported sampler " + strconv.Quote(name))
 	}
+	if strings.HasPrefix(name, "parentbased_") {
+		return sdktrace.ParentBased(root), root, true, nil
+	}
+	return root, root, false, nil
 }

@@ -15,8 +15,8 @@ import (
 // server span's ids and sampling decision are known at once, but the
 // span itself (the SDK's, which allocates) is made only when needed: when
 // the request goes upstream (Context), or at End when it is sampled. A
-// cache hit that is not sampled thus costs a few random numbers and, when
-// the caller sent a traceparent, one allocation.
+// cache hit that is not sampled thus costs a few random numbers and no
+// allocation (but for parsing a tracestate the caller sent).
 //
 // A Request is used by the goroutine serving the request; it is kept by
 // value in the request's own state.

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -57,7 +58,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	configFile := flags.String("config", "", "YAML configuration file (also GATEWAY_CONFIG); environment variables win over it")
 	sandbox := flags.Bool("sandbox", false, "start a built-in BlueTape sandbox on loopback and use it, with sandbox credentials (local development only)")
 	showVersion := flags.Bool("version", false, "print the version and exit")
+	flags.Usage = func() {
+		fmt.Fprintf(flags.Output(), "Usage: gateway [flags]\n\nbluetape-gateway is configured by environment variables (GATEWAY_*, BLUETAPE_*);\nevery setting is described in docs/configuration.md.\n\nFlags:\n")
+		flags.PrintDefaults()
+	}
 	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if *showVersion {

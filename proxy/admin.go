@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bluetape/bluetape-gateway/proxy/openapi"
 )
 
 // AdminOptions configures the admin handler.
@@ -57,6 +59,7 @@ func Admin(o AdminOptions) http.Handler {
 		o.Logger.Info("cache entry evicted by operator", "customer_id", id)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.Handle("GET /openapi.yaml", openapi.Handler())
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)

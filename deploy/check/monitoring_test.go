@@ -16,6 +16,7 @@ import (
 	"testing"
 	"unicode"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -30,15 +31,17 @@ import (
 var updatePrometheusRule = flag.Bool("update-prometheusrule", false,
 	"rewrite deploy/monitoring/prometheusrule.yaml from deploy/monitoring/rules.yml")
 
-// Files of deploy/monitoring and the README its runbook links point into,
-// relative to this package's directory.
+// Files of deploy/monitoring, the runbooks its alerts link to and the
+// README its dashboard links to, relative to this package's directory.
 var (
 	monitoringDir      = filepath.Join(deployDir, "monitoring")
 	rulesFile          = filepath.Join(monitoringDir, "rules.yml")
 	ruleTestsFile      = filepath.Join(monitoringDir, "rules_test.yml")
 	prometheusRuleFile = filepath.Join(monitoringDir, "prometheusrule.yaml")
 	dashboardFile      = filepath.Join(monitoringDir, "dashboard.json")
+	kustomizationFile  = filepath.Join(monitoringDir, "kustomization.yaml")
 	readmeFile         = filepath.Join(deployDir, "..", "README.md")
+	runbooksFile       = filepath.Join(deployDir, "..", "docs", "runbooks.md")
 )
 
 // Monitoring conventions.
@@ -47,9 +50,12 @@ const (
 	prometheusRuleName = "bluetape-gateway"
 	dashboardConfigMap = "bluetape-gateway-dashboard"
 	dashboardLabel     = "grafana_dashboard"
-	// readmeURL is where the runbooks live once the repository is published:
-	// every runbook_url is readmeURL + "#" + the anchor of a README heading.
+	// readmeURL is where the README lives once the repository is published;
+	// the dashboard links into it.
 	readmeURL = "https://github.com/bluetape/bluetape-gateway/blob/main/README.md"
+	// runbooksConfigMap is the kustomize-local ConfigMap whose "base" is
+	// the runbooks' address: the one place an operator changes it.
+	runbooksConfigMap = "bluetape-gateway-runbooks"
 )
 
 // severities are the values an alert's severity label may take: critical
@@ -199,9 +205,6 @@ func TestAlertRules(t *testing.T) {
 		if d := r.Annotations["description"]; !strings.Contains(d, "{{") {
 			t.Errorf("%s: description %q shows no value from the alert ({{ $value }}, {{ $labels.job }}, ...)", r.Alert, d)
 		}
-		if u := r.Annotations["runbook_url"]; !strings.HasPrefix(u, readmeURL+"#") {
-			t.Errorf("%s: runbook_url %q does not point into %s", r.Alert, u, readmeURL)
-		}
 	}
 }
 
@@ -250,26 +253,142 @@ func TestRuleUnitTestsCoverEveryAlert(t *testing.T) {
 	}
 }
 
-// TestRunbooksInReadme checks that every runbook_url, and every link of the
-// dashboard into the README, names the anchor of a heading in README.md.
-func TestRunbooksInReadme(t *testing.T) {
-	readme, err := os.ReadFile(readmeFile)
+// runbookBase returns the runbooks' address that deploy/monitoring's
+// kustomization sets: the literal "base" of its runbooks ConfigMap.
+func runbookBase(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(kustomizationFile)
 	if err != nil {
-		t.Fatalf("the runbooks live in the README: %v", err)
+		t.Fatal(err)
 	}
-	anchors := markdownAnchors(string(readme))
-	for _, g := range readAlertRules(t) {
-		for _, r := range g.Rules {
-			u := r.Annotations["runbook_url"]
-			anchor, ok := strings.CutPrefix(u, readmeURL+"#")
-			if !ok {
-				continue // TestAlertRules reports it.
-			}
-			if !anchors[anchor] {
-				t.Errorf("%s: runbook_url %s: README.md has no heading with anchor %q (such as \"### Alert: %s\")", r.Alert, u, anchor, r.Alert)
+	var k struct {
+		ConfigMapGenerator []struct {
+			Name     string   `json:"name"`
+			Literals []string `json:"literals"`
+		} `json:"configMapGenerator"`
+	}
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		t.Fatalf("reading %s: %v", kustomizationFile, err)
+	}
+	for _, g := range k.ConfigMapGenerator {
+		if g.Name != runbooksConfigMap {
+			continue
+		}
+		for _, l := range g.Literals {
+			if v, ok := strings.CutPrefix(l, "base="); ok {
+				return v
 			}
 		}
 	}
+	t.Fatalf("%s: no configMapGenerator %s with a literal base=<runbooks address>", kustomizationFile, runbooksConfigMap)
+	return ""
+}
+
+// TestRunbookURLs checks that every alert links to its own section of
+// docs/runbooks.md ("## Alert: <name>"), under the one base address the
+// monitoring kustomization sets: in rules.yml as written, and in the
+// PrometheusRule as kustomize renders it.
+func TestRunbookURLs(t *testing.T) {
+	doc, err := os.ReadFile(runbooksFile)
+	if err != nil {
+		t.Fatalf("the runbooks live in docs/runbooks.md: %v", err)
+	}
+	anchors := markdownAnchors(string(doc))
+	base := runbookBase(t)
+	want := make(map[string]string)
+	for _, g := range readAlertRules(t) {
+		for _, r := range g.Rules {
+			anchor := githubAnchor("Alert: " + r.Alert)
+			want[r.Alert] = base + "#" + anchor
+			if !anchors[anchor] {
+				t.Errorf("%s: docs/runbooks.md has no section \"## Alert: %s\" (anchor %q)", r.Alert, r.Alert, anchor)
+			}
+			if got := r.Annotations["runbook_url"]; got != want[r.Alert] {
+				t.Errorf("%s: rules.yml runbook_url %q; want %q", r.Alert, got, want[r.Alert])
+			}
+		}
+	}
+	objs, err := manifest.Render(monitoringDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, o := range objs {
+		pr, ok := o.Value.(*monitoringv1.PrometheusRule)
+		if !ok {
+			continue
+		}
+		for _, g := range pr.Spec.Groups {
+			for _, r := range g.Rules {
+				seen++
+				if got := r.Annotations["runbook_url"]; got != want[r.Alert] {
+					t.Errorf("rendered %s: %s: runbook_url %q; want %q", o, r.Alert, got, want[r.Alert])
+				}
+			}
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("the rendered PrometheusRule holds %d rules; want %d", seen, len(want))
+	}
+}
+
+// TestRunbookBaseIsOneSetting changes the base in a copy of
+// deploy/monitoring and checks that every rendered runbook_url follows it.
+func TestRunbookBaseIsOneSetting(t *testing.T) {
+	dir := t.TempDir()
+	entries, err := os.ReadDir(monitoringDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		f := e.Name()
+		data, err := os.ReadFile(filepath.Join(monitoringDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "kustomization.yaml" {
+			data = bytes.Replace(data, []byte("base="+runbookBase(t)), []byte("base=https://wiki.example.com/ops/bluetape-gateway"), 1)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs, err := manifest.Render(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range objs {
+		if pr, ok := o.Value.(*monitoringv1.PrometheusRule); ok {
+			for _, g := range pr.Spec.Groups {
+				for _, r := range g.Rules {
+					n++
+					if want := "https://wiki.example.com/ops/bluetape-gateway#" + githubAnchor("Alert: "+r.Alert); r.Annotations["runbook_url"] != want {
+						t.Errorf("%s: runbook_url %q; want %q", r.Alert, r.Annotations["runbook_url"], want)
+					}
+				}
+			}
+		}
+		if o.Kind == "ConfigMap" && o.Name == runbooksConfigMap {
+			t.Errorf("%s is rendered; it must stay local to kustomize", o)
+		}
+	}
+	if n == 0 {
+		t.Error("no rule rendered")
+	}
+}
+
+// TestDashboardLinksIntoReadme checks that every link of the dashboard
+// into the README names the anchor of one of its headings.
+func TestDashboardLinksIntoReadme(t *testing.T) {
+	readme, err := os.ReadFile(readmeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := markdownAnchors(string(readme))
 	var dash struct {
 		Links []struct {
 			URL string `json:"url"`

@@ -21,6 +21,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
@@ -129,19 +130,23 @@ func start(ctx context.Context, o startOptions) error {
 		return err
 	}
 	limits := ratelimit.New(ratelimit.Options{})
+	uo := bluetape.Options{
+		BaseURL:     cfg.BaseURL,
+		Credentials: func() (string, string) { return key.Get().Reveal(), account.Get().Reveal() },
+		Timeout:     cfg.UpstreamTimeout,
+		RateLimit:   cfg.UpstreamRateLimit,
+		Version:     version,
+		Metrics:     m,
+		Logger:      log,
+	}
 	opts := proxy.Options{
-		BaseURL:           cfg.BaseURL,
-		Credentials:       func() (string, string) { return key.Get().Reveal(), account.Get().Reveal() },
-		UpstreamTimeout:   cfg.UpstreamTimeout,
-		UpstreamRateLimit: cfg.UpstreamRateLimit,
-		Cache:             proxy.LocalCache(c),
-		RateLimit:         ratelimit.Policy{Rate: cfg.RateLimit, Burst: cfg.RateBurst},
-		Limits:            proxy.LocalLimiter(limits),
-		TrustedProxies:    cfg.TrustedProxies,
-		MaxInFlight:       cfg.MaxInFlight,
-		Metrics:           m,
-		Logger:            log,
-		Version:           version,
+		Cache:          proxy.LocalCache(c),
+		RateLimit:      ratelimit.Policy{Rate: cfg.RateLimit, Burst: cfg.RateBurst},
+		Limits:         proxy.LocalLimiter(limits),
+		TrustedProxies: cfg.TrustedProxies,
+		MaxInFlight:    cfg.MaxInFlight,
+		Metrics:        m,
+		Logger:         log,
 	}
 	if registry != nil {
 		opts.Callers = registry.Get
@@ -153,13 +158,16 @@ func start(ctx context.Context, o startOptions) error {
 			return fmt.Errorf("%s: %w", config.EnvRedisURL, err)
 		}
 		defer rs.Close()
-		opts.Cache, opts.Limits, opts.Quota, opts.Locker = rs.Cache(), rs.Limiter(), rs.Limiter(), rs.Locker()
+		opts.Cache, opts.Limits, uo.Quota, opts.Locker = rs.Cache(), rs.Limiter(), rs.Limiter(), rs.Locker()
 	}
+	if opts.Upstream, err = bluetape.New(uo); err != nil {
+		return err
+	}
+	defer opts.Upstream.CloseIdleConnections()
 	gw, err := proxy.New(opts)
 	if err != nil {
 		return err
 	}
-	defer gw.CloseIdleConnections()
 
 	go c.Run(ctx, time.Minute)
 	go limits.Run(ctx, time.Minute)

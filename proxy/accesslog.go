@@ -42,7 +42,7 @@ func newAccessLog(l *slog.Logger) *accessLog {
 // typical line is about 250 bytes.
 const accessLogLine = 512
 
-func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.Duration, rid string, err error) {
+func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.Duration, rid string, ae *apiError) {
 	level := slog.LevelInfo
 	if status >= 500 && status != 503 {
 		level = slog.LevelWarn
@@ -58,8 +58,8 @@ func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.D
 		route = signupRoute
 	}
 	var errText string
-	if err != nil && status >= 500 {
-		errText = err.Error()
+	if ae != nil && status >= 500 {
+		errText = ae.Error()
 	}
 	method := c.Request().Method
 	ms := float64(d.Microseconds()) / 1000

@@ -95,7 +95,7 @@ func bearer(token string) []string { return []string{"Authorization", "Bearer " 
 // present, a bearer token.
 func TestAuthentication(t *testing.T) {
 	reg := authRegistry(t, authCaller{name: "billing", token: "billing-token-1"})
-	tg := newTestGateway(t, func(o *Options) {
+	tg := newTestGateway(t, func(o *testOptions) {
 		o.Callers = func() *callers.Registry { return reg }
 		o.RateLimit = ratelimit.Policy{Rate: 50, Burst: 100}
 	})
@@ -196,7 +196,7 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := newTestGateway(t, func(o *Options) { o.Callers = w.Get })
+	tg := newTestGateway(t, func(o *testOptions) { o.Callers = w.Get })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var reloadErrs atomic.Int64
@@ -290,7 +290,7 @@ func TestCallersBadReloadKeepsRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := newTestGateway(t, func(o *Options) { o.Callers = w.Get })
+	tg := newTestGateway(t, func(o *testOptions) { o.Callers = w.Get })
 	for name, content := range map[string]string{
 		"not YAML":        "callers: [",
 		"no callers":      "callers: []\n",
@@ -318,7 +318,7 @@ func TestPerCallerOverrides(t *testing.T) {
 		authCaller{name: "trickle", token: "t-trickle", extra: "rate: 0.5"},
 		authCaller{name: "exempt", token: "t-exempt", extra: "rate: 0"},
 	)
-	tg := newTestGateway(t, func(o *Options) {
+	tg := newTestGateway(t, func(o *testOptions) {
 		o.Callers = func() *callers.Registry { return reg }
 		o.RateLimit = ratelimit.Policy{Rate: 10, Burst: 5}
 	})
@@ -361,7 +361,7 @@ func TestPerCallerOverrides(t *testing.T) {
 // TestRetryAfterFromBucket refuses at 0.2 requests per second: Retry-After
 // and the RateLimit fields follow the bucket, not a constant.
 func TestRetryAfterFromBucket(t *testing.T) {
-	tg := newTestGateway(t, func(o *Options) { o.RateLimit = ratelimit.Policy{Rate: 0.2, Burst: 1} })
+	tg := newTestGateway(t, func(o *testOptions) { o.RateLimit = ratelimit.Policy{Rate: 0.2, Burst: 1} })
 	type want struct {
 		status                int
 		retryAfter, rateLimit string
@@ -397,7 +397,7 @@ func TestRetryAfterFromBucket(t *testing.T) {
 // TestRateLimitHeaders checks the fields of draft-ietf-httpapi-ratelimit-
 // headers on successful answers at the default policy.
 func TestRateLimitHeaders(t *testing.T) {
-	tg := newTestGateway(t, func(o *Options) { o.RateLimit = ratelimit.Policy{Rate: 50, Burst: 100} })
+	tg := newTestGateway(t, func(o *testOptions) { o.RateLimit = ratelimit.Policy{Rate: 50, Burst: 100} })
 	for i := 1; i <= 3; i++ {
 		resp, body := tg.get(t, "/customers/abc/signup")
 		if resp.StatusCode != 200 {
@@ -441,7 +441,7 @@ func authOpenGateway(t *testing.T, trusted ...string) *testGateway {
 		}
 		nets = append(nets, n)
 	}
-	return newTestGateway(t, func(o *Options) {
+	return newTestGateway(t, func(o *testOptions) {
 		o.TrustedProxies = nets
 		o.RateLimit = ratelimit.Policy{Rate: 0.001, Burst: 1}
 	})
@@ -573,9 +573,9 @@ func (q *quotaCounter) Allow(ctx context.Context, key string, p ratelimit.Policy
 // a second, within the request's deadline) and succeeds.
 func TestUpstreamQuotaWaitsWhenItFits(t *testing.T) {
 	q := &quotaCounter{Limiter: LocalLimiter(ratelimit.New(ratelimit.Options{MaxKeys: 1}))}
-	tg := newTestGateway(t, func(o *Options) {
-		o.UpstreamRateLimit = 1
-		o.Quota = q
+	tg := newTestGateway(t, func(o *testOptions) {
+		o.Client.RateLimit = 1
+		o.Client.Quota = q
 	})
 	for _, id := range []string{"first", "second"} {
 		if resp, body := tg.get(t, "/customers/"+id+"/signup"); resp.StatusCode != 200 {
@@ -597,9 +597,9 @@ func TestUpstreamQuotaWaitsWhenItFits(t *testing.T) {
 func TestUpstreamQuotaExhausted(t *testing.T) {
 	clock := gatewaytest.NewClock()
 	q := &quotaCounter{Limiter: LocalLimiter(ratelimit.New(ratelimit.Options{MaxKeys: 1, Now: clock.Now}))}
-	tg := newTestGateway(t, func(o *Options) {
-		o.UpstreamRateLimit = 0.1
-		o.Quota = q
+	tg := newTestGateway(t, func(o *testOptions) {
+		o.Client.RateLimit = 0.1
+		o.Client.Quota = q
 	})
 	if resp, body := tg.get(t, "/customers/cached/signup"); resp.StatusCode != 200 {
 		t.Fatalf("first: status %d (%s)", resp.StatusCode, body)
@@ -646,10 +646,10 @@ func (q *quotaAlwaysShort) Allow(context.Context, string, ratelimit.Policy) rate
 // waited for gives up once its waits add up to the most it may wait.
 func TestUpstreamQuotaWaitIsBounded(t *testing.T) {
 	q := &quotaAlwaysShort{}
-	tg := newTestGateway(t, func(o *Options) {
-		o.UpstreamRateLimit = 10
-		o.Quota = q
-		o.UpstreamTimeout = 5 * time.Second
+	tg := newTestGateway(t, func(o *testOptions) {
+		o.Client.RateLimit = 10
+		o.Client.Quota = q
+		o.Client.Timeout = 5 * time.Second
 	})
 	resp, body := tg.get(t, "/customers/abc/signup")
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {

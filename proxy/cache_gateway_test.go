@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
-	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
 // signupAnswer is the gateway's 200 body for an id the fake upstream
@@ -247,7 +245,7 @@ func fetchAsync(ctx context.Context, url string) <-chan result {
 // every one of them gets the answer.
 func TestCacheCoalescesConcurrentColdRequests(t *testing.T) {
 	const n = 100
-	tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = time.Minute })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Timeout = time.Minute })
 	g := newGate(t)
 	tg.Upstream.setHandler(g.hold(foundAnswer))
 
@@ -281,7 +279,7 @@ func TestCacheCoalescesConcurrentColdRequests(t *testing.T) {
 // and completes, the others get its answer, and it is cached.
 func TestCacheCancelledWaiterKeepsSharedCall(t *testing.T) {
 	const others = 9
-	tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = time.Minute })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Timeout = time.Minute })
 	g := newGate(t)
 	var mu sync.Mutex
 	var upstreamErr error
@@ -338,8 +336,8 @@ func TestCacheNegative(t *testing.T) {
 		for i := 0; i < 2; i++ {
 			resp, body := tg.get(t, "/customers/gone/signup")
 			wantStatus(t, resp, body, http.StatusNotFound)
-			if body != string(notFoundBody) {
-				t.Errorf("body %s; want %s", body, notFoundBody)
+			if want := `{"code":"404","reason":"Customer not found."}`; body != want {
+				t.Errorf("body %s; want %s", body, want)
 			}
 		}
 		wantCalls(t, tg, 1)
@@ -451,9 +449,9 @@ func TestCacheStaleIfError(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			tg := newTestGateway(t, func(o *Options) {
+			tg := newTestGateway(t, func(o *testOptions) {
 				if tc.timeout > 0 {
-					o.UpstreamTimeout = tc.timeout
+					o.Client.Timeout = tc.timeout
 				}
 			})
 			resp, body := tg.get(t, "/customers/abc/signup")
@@ -650,62 +648,4 @@ func TestCacheEvictionOverAdmin(t *testing.T) {
 	tg.Upstream.answer(http.StatusInternalServerError, `{"code": "500", "reason": "Unexpected error."}`)
 	resp, body = tg.get(t, "/customers/old/signup")
 	wantStatus(t, resp, body, http.StatusBadGateway)
-}
-
-// newBenchGateway builds a gateway whose cache holds id's answer, with the
-// access log written as in production (JSON) to nowhere. Its upstream is
-// never called.
-func newBenchGateway(b *testing.B, id string, limit bool) *Gateway {
-	b.Helper()
-	c := cache.New(cache.Options{TTL: time.Hour, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 100_000})
-	c.SetFound(id, []byte(signupAnswer(id)))
-	m, err := metrics.New(prometheus.NewRegistry(), "bench", func() float64 { return float64(c.Len()) })
-	if err != nil {
-		b.Fatal(err)
-	}
-	o := Options{
-		BaseURL:         &url.URL{Scheme: "http", Host: "127.0.0.1:9", Path: "/genericBthubService"},
-		Credentials:     func() (string, string) { return testKey, testAccount },
-		UpstreamTimeout: time.Second,
-		Cache:           LocalCache(c),
-		Limits:          LocalLimiter(ratelimit.New(ratelimit.Options{})),
-		Metrics:         m,
-		Logger:          slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		Version:         "bench",
-	}
-	if limit {
-		// A bucket that never runs dry: the limiter's full cost, no 429.
-		o.RateLimit = ratelimit.Policy{Rate: 1e9, Burst: 1e9}
-	}
-	g, err := New(o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(g.CloseIdleConnections)
-	return g
-}
-
-// BenchmarkSignupCacheHit measures a cache hit through the whole Echo
-// handler: request id, recovery, concurrency cap, caller identification,
-// rate limit, id check, cache lookup, answer, metrics and access log.
-func BenchmarkSignupCacheHit(b *testing.B) {
-	for _, limit := range []bool{false, true} {
-		name := "ratelimit=off"
-		if limit {
-			name = "ratelimit=on"
-		}
-		b.Run(name, func(b *testing.B) {
-			const id = "97bee7a043b58084"
-			h := newBenchGateway(b, id, limit).Handler()
-			req := httptest.NewRequest(http.MethodGet, "/customers/"+id+"/signup", nil)
-			b.ReportAllocs()
-			for b.Loop() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
-				if w.Code != http.StatusOK || w.Header().Get("X-Cache") != "HIT" {
-					b.Fatalf("got %d, X-Cache %q", w.Code, w.Header().Get("X-Cache"))
-				}
-			}
-		})
-	}
 }

@@ -20,7 +20,7 @@ import (
 // usable again.
 func TestMaxInFlightRefusesOverCap(t *testing.T) {
 	release := make(chan struct{})
-	tg := newTestGateway(t, func(o *Options) { o.MaxInFlight = 2 })
+	tg := newTestGateway(t, func(o *testOptions) { o.MaxInFlight = 2 })
 	tg.Upstream.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
@@ -85,7 +85,7 @@ func TestMaxInFlightRefusesOverCap(t *testing.T) {
 func settledGoroutines(tg *testGateway, limit int, within time.Duration) int {
 	deadline := time.Now().Add(within)
 	for {
-		tg.CloseIdleConnections()
+		tg.upstream.CloseIdleConnections()
 		http.DefaultClient.CloseIdleConnections()
 		n := runtime.NumGoroutine()
 		if n <= limit || time.Now().After(deadline) {

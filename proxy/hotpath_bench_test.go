@@ -24,7 +24,7 @@ func (w *discardWriter) WriteHeader(int)             {}
 func BenchmarkHotPath(b *testing.B) {
 	logs := NewLogHandler(io.Discard, slog.LevelInfo)
 	b.Cleanup(func() { logs.Close() })
-	tg := newTestGateway(b, func(o *Options) {
+	tg := newTestGateway(b, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 1e9, Burst: 1e9}
 		o.Logger = slog.New(logs)
 	})

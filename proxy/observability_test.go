@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -57,11 +56,11 @@ func obsRegistry(t *testing.T) *callers.Registry {
 
 // obsLogHandler gives a test gateway the production log handler at level,
 // writing into the returned buffer; read it after Flush.
-func obsLogHandler(t *testing.T, level slog.Level) (func(*Options), *gatewaytest.LogBuffer, *LogHandler) {
+func obsLogHandler(t *testing.T, level slog.Level) (func(*testOptions), *gatewaytest.LogBuffer, *LogHandler) {
 	buf := &gatewaytest.LogBuffer{}
 	h := NewLogHandler(buf, level)
 	t.Cleanup(func() { h.Close() })
-	return func(o *Options) { o.Logger = slog.New(h) }, buf, h
+	return func(o *testOptions) { o.Logger = slog.New(h) }, buf, h
 }
 
 // obsLines decodes JSON log lines; every line must be an object.
@@ -145,7 +144,7 @@ func TestAccessLogFields(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			var buf *gatewaytest.LogBuffer
 			var h *LogHandler
-			edit := func(*Options) {}
+			edit := func(*testOptions) {}
 			if path == "LogHandler" {
 				edit, buf, h = obsLogHandler(t, slog.LevelDebug)
 			}
@@ -221,20 +220,20 @@ func TestAccessLogMatchesSlog(t *testing.T) {
 		method, route string
 		st            requestState
 		status        int
-		err           error
+		err           *apiError
 		rid           string
 	}{
 		{method: "GET", route: signupRoute, st: requestState{caller: "billing-service", cache: "hit"}, status: 200, rid: "abc"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous", cache: "miss", upstream: "200", shared: true}, status: 200, rid: "4bf92f3577b34da6a3ce929d0e0e4736"},
 		{method: "M-SEARCH", route: "", st: requestState{caller: "-"}, status: 404, rid: "a:b/c+d=e.f_g-h"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous", cache: "miss", upstream: "timeout"}, status: 504,
-			err: errors.New("upstream timeout: context deadline exceeded"), rid: "r"},
+			err: errorStatus(errors.New("upstream timeout: context deadline exceeded")), rid: "r"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "svc", cache: "miss", upstream: "error"}, status: 502,
-			err: errors.New("quote \" backslash \\ newline \n return \r tab \t nul \x00 esc \x1b del \x7f <html>&amp; é ünï 😀 bad \xff\xfe sep \u2028 \u2029 end"), rid: ""},
+			err: errorStatus(errors.New("quote \" backslash \\ newline \n return \r tab \t nul \x00 esc \x1b del \x7f <html>&amp; é ünï 😀 bad \xff\xfe sep \u2028 \u2029 end")), rid: ""},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous", cache: "miss"}, status: 503,
-			err: errors.New("at capacity"), rid: "x"},
+			err: errorStatus(errors.New("at capacity")), rid: "x"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous"}, status: 500,
-			err: errors.New(strings.Repeat("long error ", 100)), rid: "y"},
+			err: errorStatus(errors.New(strings.Repeat("long error ", 100))), rid: "y"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous"}, status: 400, err: errInvalidID, rid: "z"},
 	}
 	timeField := regexp.MustCompile(`^\{"time":"[^"]*",`)
@@ -525,7 +524,7 @@ func obsCheckLabels(t *testing.T, reg prometheus.Gatherer, callerNames ...string
 		"result": func(v string) bool {
 			return slices.Contains([]string{metrics.CacheHit, metrics.CacheMiss, metrics.CacheStale, metrics.CacheNegativeHit}, v)
 		},
-		"caller": func(v string) bool { return v == anonymous || slices.Contains(callerNames, v) },
+		"caller": func(v string) bool { return v == callers.Anonymous || slices.Contains(callerNames, v) },
 		"secret": func(v string) bool { return slices.Contains([]string{"api_key", "account_id", "callers"}, v) },
 	}
 	families, err := reg.Gather()
@@ -558,8 +557,8 @@ func obsCheckLabels(t *testing.T, reg prometheus.Gatherer, callerNames ...string
 // one with callers, and checks that no label took a caller-chosen value
 // and that none of them reached /metrics.
 func TestMetricLabelsStayFixed(t *testing.T) {
-	open := newTestGateway(t, func(o *Options) {
-		o.UpstreamTimeout = 200 * time.Millisecond
+	open := newTestGateway(t, func(o *testOptions) {
+		o.Client.Timeout = 200 * time.Millisecond
 		o.RateLimit = ratelimit.Policy{Rate: 0.001, Burst: 200}
 	})
 	open.Upstream.setHandler(obsRoute(`{"code": "x", "reason": "` + obsMarker + `"}`))
@@ -575,7 +574,7 @@ func TestMetricLabelsStayFixed(t *testing.T) {
 		open.get(t, "/customers/ok-limit/signup")
 	}
 
-	withCallers := newTestGateway(t, func(o *Options) {
+	withCallers := newTestGateway(t, func(o *testOptions) {
 		r := obsRegistry(t)
 		o.Callers = func() *callers.Registry { return r }
 		o.RateLimit = ratelimit.Policy{Rate: 0.001, Burst: 200}
@@ -601,7 +600,7 @@ func TestMetricLabelsStayFixed(t *testing.T) {
 		label string
 		value string
 	}{
-		{metrics.RateLimitedTotal, "caller", anonymous},
+		{metrics.RateLimitedTotal, "caller", callers.Anonymous},
 		{metrics.RateLimitedTotal, "caller", "billing-service"},
 		{metrics.CacheLookupsTotal, "result", metrics.CacheHit},
 		{metrics.CacheLookupsTotal, "result", metrics.CacheMiss},
@@ -742,9 +741,9 @@ func (c obsPanickingCache) Get(ctx context.Context, id string) (*cache.Entry, ca
 func TestSecretsNeverLogged(t *testing.T) {
 	edit, logs, h := obsLogHandler(t, slog.LevelDebug)
 	echoed := `{"code": "x", "reason": "bad key ` + testKey + ` for account ` + testAccount + `"}`
-	tg := newTestGateway(t, func(o *Options) {
+	tg := newTestGateway(t, func(o *testOptions) {
 		edit(o)
-		o.UpstreamTimeout = 200 * time.Millisecond
+		o.Client.Timeout = 200 * time.Millisecond
 		o.Cache = obsPanickingCache{o.Cache}
 	})
 	tg.Upstream.setHandler(obsRoute(echoed))
@@ -770,9 +769,9 @@ func TestSecretsNeverLogged(t *testing.T) {
 	refused := ln.Addr().String()
 	ln.Close()
 	edit2, logs2, h2 := obsLogHandler(t, slog.LevelDebug)
-	down := newTestGateway(t, func(o *Options) {
+	down := newTestGateway(t, func(o *testOptions) {
 		edit2(o)
-		o.BaseURL.Host = refused
+		o.Client.BaseURL.Host = refused
 	})
 	down.get(t, "/customers/refused/signup")
 
@@ -842,46 +841,4 @@ func BenchmarkAccessLog(b *testing.B) {
 			})
 		}
 	}
-}
-
-// BenchmarkCacheHitObserved measures a whole cache hit through the
-// gateway's handler, metrics and access line included, with the access
-// log through a LogHandler.
-func BenchmarkCacheHitObserved(b *testing.B) {
-	h := NewLogHandler(io.Discard, slog.LevelInfo)
-	b.Cleanup(func() { h.Close() })
-	c := cache.New(cache.Options{TTL: time.Hour, MaxEntries: 10})
-	m, err := metrics.New(prometheus.NewRegistry(), "bench", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	base, err := url.Parse("http://127.0.0.1:1/genericBthubService")
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := New(Options{
-		BaseURL:         base,
-		Credentials:     func() (string, string) { return "k", "a" },
-		UpstreamTimeout: time.Second,
-		Cache:           LocalCache(c),
-		Limits:          LocalLimiter(ratelimit.New(ratelimit.Options{})),
-		Metrics:         m,
-		Logger:          slog.New(h),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c.SetFound("alice", []byte(`{"signUpUrl":"https://www.bluetape.com/signup?id=1"}`))
-	handler := g.Handler()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		req := httptest.NewRequest(http.MethodGet, "/customers/alice/signup", nil)
-		for pb.Next() {
-			rec := httptest.NewRecorder()
-			handler.ServeHTTP(rec, req)
-			if rec.Code != http.StatusOK {
-				b.Fatalf("status %d", rec.Code)
-			}
-		}
-	})
 }

@@ -37,11 +37,11 @@ type sharedGateway struct {
 
 // newSharedGateway builds a replica as main does with GATEWAY_REDIS_URL
 // set, in front of up; edit may change the gateway's options.
-func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func(*Options)) *sharedGateway {
+func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func(*testOptions)) *sharedGateway {
 	t.Helper()
 	sg := &sharedGateway{}
-	sg.testGateway = newTestGateway(t, func(o *Options) {
-		o.BaseURL = up.baseURL(t)
+	sg.testGateway = newTestGateway(t, func(o *testOptions) {
+		o.Client.BaseURL = up.baseURL(t)
 		co := cache.Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 1000}
 		sg.l1 = cache.New(co)
 		s, err := shared.New(context.Background(), shared.Options{
@@ -57,7 +57,7 @@ func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func
 		}
 		t.Cleanup(func() { s.Close() })
 		sg.store = s
-		o.Cache, o.Limits, o.Quota, o.Locker = s.Cache(), s.Limiter(), s.Limiter(), s.Locker()
+		o.Cache, o.Limits, o.Client.Quota, o.Locker = s.Cache(), s.Limiter(), s.Limiter(), s.Locker()
 		if edit != nil {
 			edit(o)
 		}
@@ -66,7 +66,7 @@ func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func
 }
 
 // sharedFleet starts a Redis and n replicas in front of one fake upstream.
-func sharedFleet(t *testing.T, n int, edit func(*Options)) (*redistest.Server, *fakeUpstream, []*sharedGateway) {
+func sharedFleet(t *testing.T, n int, edit func(*testOptions)) (*redistest.Server, *fakeUpstream, []*sharedGateway) {
 	t.Helper()
 	srv := redistest.Start(t)
 	up := newFakeUpstream(t)
@@ -160,7 +160,7 @@ func TestSharedColdIDOneUpstreamCall(t *testing.T) {
 // reaches.
 func TestSharedRateLimitAcrossGateways(t *testing.T) {
 	const burst = 4
-	_, _, gws := sharedFleet(t, 2, func(o *Options) {
+	_, _, gws := sharedFleet(t, 2, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 0.01, Burst: burst}
 	})
 	var ok, limited int
@@ -186,9 +186,9 @@ func TestSharedRateLimitAcrossGateways(t *testing.T) {
 // Redis dies under traffic: no request fails, the failures are counted,
 // and when Redis comes back on the same address the replicas share again.
 func TestSharedRedisOutageUnderTraffic(t *testing.T) {
-	srv, up, gws := sharedFleet(t, 2, func(o *Options) {
+	srv, up, gws := sharedFleet(t, 2, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 1e6, Burst: 1e6}
-		o.UpstreamRateLimit = 1e6
+		o.Client.RateLimit = 1e6
 	})
 	a, b := gws[0], gws[1]
 
@@ -287,10 +287,10 @@ func TestSharedLockHolderDeath(t *testing.T) {
 func TestSharedLockHolderDeathLeavesTimeToFetch(t *testing.T) {
 	srv := redistest.Start(t)
 	up := newFakeUpstream(t)
-	g := newSharedGateway(t, srv.URL(), up, func(o *Options) { o.UpstreamTimeout = 200 * time.Millisecond })
+	g := newSharedGateway(t, srv.URL(), up, func(o *testOptions) { o.Client.Timeout = 200 * time.Millisecond })
 	dead := newSharedGateway(t, srv.URL(), up, nil)
 	// The lock a replica with g's settings takes: its whole fetch budget.
-	unlock, err := dead.store.Locker().TryLock(context.Background(), "orphan", g.fetchBudget())
+	unlock, err := dead.store.Locker().TryLock(context.Background(), "orphan", g.upstream.Budget())
 	if err != nil || unlock == nil {
 		t.Fatalf("taking the lock: %v, %v", unlock != nil, err)
 	}
@@ -343,7 +343,7 @@ func TestSharedRedisDownAtStart(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Stop()
 	up := newFakeUpstream(t)
-	g := newSharedGateway(t, srv.URL(), up, func(o *Options) {
+	g := newSharedGateway(t, srv.URL(), up, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 100, Burst: 100}
 	})
 	for _, want := range []string{"MISS", "HIT"} {

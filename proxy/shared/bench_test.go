@@ -15,6 +15,7 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/shared"
@@ -60,14 +61,18 @@ func benchGateway(b *testing.B, m benchMode) http.Handler {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
+	uo := bluetape.Options{
+		BaseURL:     base,
+		Credentials: func() (string, string) { return "key", "account" },
+		Timeout:     5 * time.Second,
+		Metrics:     met,
+		Logger:      log,
+	}
 	o := proxy.Options{
-		BaseURL:         base,
-		Credentials:     func() (string, string) { return "key", "account" },
-		UpstreamTimeout: 5 * time.Second,
-		Cache:           proxy.LocalCache(l1),
-		Limits:          proxy.LocalLimiter(local),
-		Metrics:         met,
-		Logger:          log,
+		Cache:   proxy.LocalCache(l1),
+		Limits:  proxy.LocalLimiter(local),
+		Metrics: met,
+		Logger:  log,
 	}
 	if m.limit {
 		o.RateLimit = ratelimit.Policy{Rate: 1e9, Burst: 1e9}
@@ -82,13 +87,16 @@ func benchGateway(b *testing.B, m benchMode) http.Handler {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { s.Close() })
-		o.Cache, o.Limits, o.Quota, o.Locker = s.Cache(), s.Limiter(), s.Limiter(), s.Locker()
+		o.Cache, o.Limits, uo.Quota, o.Locker = s.Cache(), s.Limiter(), s.Limiter(), s.Locker()
 	}
+	if o.Upstream, err = bluetape.New(uo); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(o.Upstream.CloseIdleConnections)
 	g, err := proxy.New(o)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(g.CloseIdleConnections)
 	return g.Handler()
 }
 

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,9 +26,9 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore"
 	"github.com/bluetape/bluetape-gateway/proxy/sandbox"
 	"github.com/bluetape/bluetape-gateway/proxy/serve"
-	"github.com/bluetape/bluetape-gateway/proxy/shared"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -152,8 +153,8 @@ func start(ctx context.Context, o startOptions) error {
 		opts.Callers = registry.Get
 	}
 	if url := cfg.RedisURL.Reveal(); url != "" {
-		rs, err := shared.New(ctx, shared.Options{URL: url, L1: c, Local: limits, TTL: cfg.CacheTTL,
-			NegativeTTL: cfg.NegativeCacheTTL, StaleTTL: cfg.StaleTTL, Metrics: m, Logger: log})
+		redisstore.RouteClientLogs(log)
+		rs, err := redisstore.New(ctx, redisstore.Options{URL: url, L1: c, Local: limits, Metrics: m, Logger: log})
 		if err != nil {
 			return fmt.Errorf("%s: %w", config.EnvRedisURL, err)
 		}
@@ -178,7 +179,7 @@ func start(ctx context.Context, o startOptions) error {
 	}
 
 	var ready atomic.Bool
-	return serve.Run(ctx, serve.Options{
+	err = serve.Run(ctx, serve.Options{
 		API:             gw.Handler(),
 		Admin:           proxy.Admin(proxy.AdminOptions{Gatherer: reg, Ready: ready.Load, Cache: opts.Cache, Logger: log}),
 		APIAddr:         cfg.ListenAddr,
@@ -188,6 +189,15 @@ func start(ctx context.Context, o startOptions) error {
 		Logger:          log,
 		Ready:           &ready,
 	})
+	var le *serve.ListenError
+	if errors.As(err, &le) {
+		setting := config.EnvListenAddr
+		if le.Admin {
+			setting = config.EnvAdminAddr
+		}
+		return fmt.Errorf("%s: %w", setting, err)
+	}
+	return err
 }
 
 // sandboxEnv points the gateway at the sandbox with its credentials,

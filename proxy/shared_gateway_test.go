@@ -16,22 +16,23 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
-	"github.com/bluetape/bluetape-gateway/proxy/shared"
-	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 var (
-	_ AnswerCache = (*shared.Cache)(nil)
-	_ Limiter     = (*shared.Limiter)(nil)
-	_ Locker      = (*shared.Locker)(nil)
+	_ AnswerCache = (*redisstore.TwoLevelCache)(nil)
+	_ Limiter     = (*redisstore.Buckets)(nil)
+	_ Locker      = (*redisstore.Election)(nil)
 )
 
 // sharedGateway is one replica of a fleet sharing one Redis and one fake
 // upstream.
 type sharedGateway struct {
 	*testGateway
-	store *shared.Store
+	store *redisstore.Backend
 	l1    *cache.Cache
 }
 
@@ -44,9 +45,8 @@ func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func
 		o.Client.BaseURL = up.baseURL(t)
 		co := cache.Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 1000}
 		sg.l1 = cache.New(co)
-		s, err := shared.New(context.Background(), shared.Options{
+		s, err := redisstore.New(context.Background(), redisstore.Options{
 			URL: redisURL, L1: sg.l1, Local: ratelimit.New(ratelimit.Options{}),
-			TTL: co.TTL, NegativeTTL: co.NegativeTTL, StaleTTL: co.StaleTTL,
 			// A generous timeout keeps a loaded test machine from
 			// turning slow answers into fallbacks.
 			Timeout: 5 * time.Second, RetryAfter: 20 * time.Millisecond,
@@ -137,7 +137,7 @@ func TestSharedColdIDOneUpstreamCall(t *testing.T) {
 			statuses <- resp.StatusCode
 		}()
 	}
-	sharedPoll(t, "every replica is serving the request and one reached the upstream", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "every replica is serving the request and one reached the upstream", func() bool {
 		for _, g := range gws {
 			if g.InFlight() != 1 {
 				return false
@@ -229,17 +229,17 @@ func TestSharedRedisOutageUnderTraffic(t *testing.T) {
 		wg.Wait()
 	})
 
-	sharedPoll(t, "traffic flows", func() bool { return served.Load() > 50 })
+	gatewaytest.WaitFor(t, 10*time.Second, "traffic flows", func() bool { return served.Load() > 50 })
 	srv.Stop()
 	before := served.Load()
-	sharedPoll(t, "both replicas count Redis errors while serving", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "both replicas count Redis errors while serving", func() bool {
 		return sharedRedisErrors(t, a.Registry) > 0 && sharedRedisErrors(t, b.Registry) > 0 &&
 			served.Load() > before+100
 	})
 
 	srv.Restart(t)
 	n := 0
-	sharedPoll(t, "an id fetched on one replica is a hit on the other", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "an id fetched on one replica is a hit on the other", func() bool {
 		n++
 		path := fmt.Sprintf("/customers/back%d/signup", n)
 		if resp, _ := a.get(t, path); resp.StatusCode != http.StatusOK {
@@ -325,7 +325,7 @@ func TestSharedEvictionReachesOtherGateway(t *testing.T) {
 	if dresp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %d; want 204", dresp.StatusCode)
 	}
-	sharedPoll(t, "b's first level drops the evicted id", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "b's first level drops the evicted id", func() bool {
 		_, state := b.l1.Get("c1")
 		return state == cache.Miss
 	})
@@ -377,16 +377,4 @@ func sharedRedisErrors(t *testing.T, reg *prometheus.Registry) float64 {
 		}
 	}
 	return 0
-}
-
-// sharedPoll polls cond until it holds, failing the test after 10s.
-func sharedPoll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

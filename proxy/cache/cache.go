@@ -111,17 +111,35 @@ func (c *Cache) Get(id string) (*Entry, State) {
 		return nil, Miss
 	}
 	e := v.(*Entry)
-	switch now := c.opts.Now().UnixNano(); {
-	case now >= e.keepUntil:
-		return nil, Miss
-	case now < e.FreshUntil:
-		return e, Fresh
-	case !e.Negative():
-		return e, Stale
-	default:
+	now := c.opts.Now()
+	if now.UnixNano() >= e.keepUntil {
 		return nil, Miss
 	}
+	state := c.StateAt(e, now)
+	if state == Miss {
+		return nil, Miss
+	}
+	return e, state
 }
+
+// StateAt is the freshness rule, the one every level of cache follows: a
+// successful answer is Fresh until e.FreshUntil, then Stale for StaleTTL;
+// a negative entry is only ever Fresh.
+func (c *Cache) StateAt(e *Entry, now time.Time) State {
+	n := now.UnixNano()
+	switch {
+	case n < e.FreshUntil:
+		return Fresh
+	case !e.Negative() && n < addSat(e.FreshUntil, c.opts.StaleTTL):
+		return Stale
+	default:
+		return Miss
+	}
+}
+
+// Options returns the cache's options, its windows and clock included, so
+// that a level in front of another one follows the same.
+func (c *Cache) Options() Options { return c.opts }
 
 // SetFound caches a successful answer for id; body is kept, not copied,
 // and must not be changed afterwards.

@@ -1,4 +1,4 @@
-package shared
+package redisstore
 
 import (
 	"context"
@@ -42,17 +42,17 @@ redis.call("SET", KEYS[1], string.format("%.0f", new_tat), "PX", math.max(1, mat
 return {1, math.floor((now - allow_at) / interval), 0, math.ceil(reset)}
 `)
 
-// Limiter keeps token buckets in Redis, shared by all replicas: a caller's
+// Buckets keeps token buckets in Redis, shared by all replicas: a caller's
 // limit holds across the fleet, and so does the upstream quota. While
 // Redis does not answer, each replica decides from its own buckets, so a
 // caller may then get up to its limit from every replica.
-type Limiter struct {
+type Buckets struct {
 	conn  *conn
 	local *ratelimit.Store
 }
 
 // Allow takes one token from key's bucket under p.
-func (l *Limiter) Allow(ctx context.Context, key string, p ratelimit.Policy) ratelimit.Decision {
+func (l *Buckets) Allow(ctx context.Context, key string, p ratelimit.Policy) ratelimit.Decision {
 	if p.Unlimited() {
 		return l.local.Allow(key, p)
 	}

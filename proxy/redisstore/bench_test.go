@@ -1,4 +1,4 @@
-package shared_test
+package redisstore_test
 
 import (
 	"context"
@@ -18,15 +18,15 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
-	"github.com/bluetape/bluetape-gateway/proxy/shared"
-	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 // The benchmarks measure one API request through the whole gateway
 // handler, in memory mode and in Redis mode against a real redis-server on
 // loopback:
 //
-//	go test -run '^$' -bench . -benchmem ./proxy/shared/
+//	go test -run '^$' -bench . -benchmem ./proxy/redisstore/
 
 type benchMode struct {
 	redis bool
@@ -79,8 +79,7 @@ func benchGateway(b *testing.B, m benchMode) http.Handler {
 	}
 	if m.redis {
 		srv := redistest.Start(b)
-		s, err := shared.New(context.Background(), shared.Options{URL: srv.URL(), L1: l1, Local: local,
-			TTL: co.TTL, NegativeTTL: co.NegativeTTL, StaleTTL: co.StaleTTL, L1TTL: m.l1TTL,
+		s, err := redisstore.New(context.Background(), redisstore.Options{URL: srv.URL(), L1: l1, Local: local, L1TTL: m.l1TTL,
 			Timeout: time.Second, // no fallback on a busy machine
 			Metrics: met, Logger: log})
 		if err != nil {
@@ -152,9 +151,9 @@ func BenchmarkStore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := shared.New(context.Background(), shared.Options{URL: srv.URL(),
-		L1: cache.New(cache.Options{MaxEntries: 10}), Local: ratelimit.New(ratelimit.Options{}),
-		TTL: time.Minute, L1TTL: time.Nanosecond, Timeout: time.Second,
+	s, err := redisstore.New(context.Background(), redisstore.Options{URL: srv.URL(),
+		L1: cache.New(cache.Options{TTL: time.Minute, MaxEntries: 10}), Local: ratelimit.New(ratelimit.Options{}),
+		L1TTL: time.Nanosecond, Timeout: time.Second,
 		Metrics: met, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)

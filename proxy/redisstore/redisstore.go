@@ -1,4 +1,4 @@
-// Package shared lets the gateway's replicas share their answer cache, their
+// Package redisstore lets the gateway's replicas share their answer cache, their
 // rate limits and the election of the replica that calls the upstream for a
 // cold id, through Redis.
 //
@@ -11,7 +11,7 @@
 // Every key starts with "bluetape-gateway:v1:"; the version changes with
 // any change of layout or encoding, so that replicas of different versions
 // never misread each other's entries.
-package shared
+package redisstore
 
 import (
 	"context"
@@ -37,7 +37,7 @@ const (
 	DefaultL1TTL      = 30 * time.Second
 )
 
-// Options configures a Store.
+// Options configures a Backend.
 type Options struct {
 	// URL locates Redis, in the forms go-redis reads:
 	//   - one server, as ParseURL reads it: redis://[user:password@]host:port[/db],
@@ -51,20 +51,16 @@ type Options struct {
 	// honoured, except the timeouts and retries, which Timeout governs,
 	// and the options that send commands to replicas, which are refused.
 	URL string
-	// L1 is the replica's own cache, the first level. Required.
+	// L1 is the replica's own cache, the first level. Required. Its
+	// windows (TTL, NegativeTTL, StaleTTL) and clock apply to Redis too.
 	L1 *cache.Cache
 	// Local holds the replica's own buckets, used while Redis is
 	// unreachable. Required.
 	Local *ratelimit.Store
 
-	// TTL, NegativeTTL and StaleTTL are the cache's windows, as in
-	// cache.Options: an entry is fresh for TTL (NegativeTTL for an
-	// upstream 404) and kept StaleTTL longer for serving while the
-	// upstream fails.
-	TTL, NegativeTTL, StaleTTL time.Duration
 	// L1TTL bounds how long the first level serves an entry without
 	// looking at Redis again; it bounds how stale a replica can be after
-	// an eviction it missed. By default min(TTL, 30s).
+	// an eviction it missed. By default min(L1's TTL, 30s).
 	L1TTL time.Duration
 
 	// Timeout bounds each Redis operation, connecting included. By
@@ -79,30 +75,27 @@ type Options struct {
 	// goes away and comes back. Both required.
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	// Now is the clock of cache freshness; by default time.Now. Rate
-	// limits use Redis's clock.
-	Now func() time.Time
 }
 
-// Store is the gateway's shared state in Redis. Its Cache, Limiter and
-// Locker are safe for concurrent use. Create it with New; Close releases
+// Backend is the gateway's shared state in Redis. Its TwoLevelCache, Buckets
+// and Election are safe for concurrent use. Create it with New; Close releases
 // its connections.
-type Store struct {
+type Backend struct {
 	conn    *conn
-	cache   *Cache
-	limiter *Limiter
-	locker  *Locker
+	cache   *TwoLevelCache
+	limiter *Buckets
+	locker  *Election
 	stop    context.CancelFunc
 	done    chan struct{}
 }
 
 // New connects to Redis as o says. It fails only on an invalid URL or
-// missing option: an unreachable Redis is logged, and the Store starts in
+// missing option: an unreachable Redis is logged, and the Backend starts in
 // local mode and keeps probing. Evictions published by other replicas are
 // applied to L1 until ctx is done or Close is called.
-func New(ctx context.Context, o Options) (*Store, error) {
+func New(ctx context.Context, o Options) (*Backend, error) {
 	if o.L1 == nil || o.Local == nil || o.Metrics == nil || o.Logger == nil {
-		return nil, errors.New("shared: L1, Local, Metrics and Logger are required")
+		return nil, errors.New("redisstore: L1, Local, Metrics and Logger are required")
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -115,27 +108,19 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		o.RetryAfter = DefaultRetryAfter
 	}
 	if o.L1TTL <= 0 {
-		o.L1TTL = min(o.TTL, DefaultL1TTL)
+		o.L1TTL = min(o.L1.Options().TTL, DefaultL1TTL)
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	// go-redis logs connection trouble through one process-wide logger;
-	// the circuit already reports it once per change of state.
-	redis.SetLogger(clientLog{o.Logger})
-
 	c := &conn{
 		rdb:     tgt.client(),
 		timeout: o.Timeout,
 		circuit: newCircuit(o.RetryAfter, o.Metrics, o.Logger),
 	}
 	ctx, stop := context.WithCancel(ctx)
-	s := &Store{
-		conn: c,
-		cache: &Cache{conn: c, l1: o.L1, ttl: o.TTL, negativeTTL: o.NegativeTTL,
-			staleTTL: o.StaleTTL, l1TTL: o.L1TTL, now: o.Now, log: o.Logger},
-		limiter: &Limiter{conn: c, local: o.Local},
-		locker:  &Locker{conn: c},
+	s := &Backend{
+		conn:    c,
+		cache:   &TwoLevelCache{conn: c, l1: o.L1, opts: o.L1.Options(), l1TTL: o.L1TTL, log: o.Logger},
+		limiter: &Buckets{conn: c, local: o.Local},
+		locker:  &Election{conn: c},
 		stop:    stop,
 		done:    make(chan struct{}),
 	}
@@ -150,17 +135,17 @@ func New(ctx context.Context, o Options) (*Store, error) {
 }
 
 // Cache returns the two-level answer cache.
-func (s *Store) Cache() *Cache { return s.cache }
+func (s *Backend) Cache() *TwoLevelCache { return s.cache }
 
 // Limiter returns the shared token buckets, for caller limits and the
 // upstream quota alike.
-func (s *Store) Limiter() *Limiter { return s.limiter }
+func (s *Backend) Limiter() *Buckets { return s.limiter }
 
 // Locker returns the cross-replica election of upstream callers.
-func (s *Store) Locker() *Locker { return s.locker }
+func (s *Backend) Locker() *Election { return s.locker }
 
 // Close stops applying evictions and closes the connections to Redis.
-func (s *Store) Close() error {
+func (s *Backend) Close() error {
 	s.stop()
 	<-s.done
 	return s.conn.rdb.Close()
@@ -179,7 +164,8 @@ type conn struct {
 // such key) is an answer. A failure is counted and opens the circuit. A
 // caller that goes away says nothing about Redis and changes nothing.
 func (c *conn) do(ctx context.Context, op func(context.Context) error) bool {
-	if !c.circuit.allow() {
+	done, ok := c.circuit.allow()
+	if !ok {
 		return false
 	}
 	octx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -187,16 +173,22 @@ func (c *conn) do(ctx context.Context, op func(context.Context) error) bool {
 	cancel()
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
-		c.circuit.success()
+		done(nil)
 		return true
 	case ctx.Err() != nil:
-		c.circuit.abandon()
+		done(errAbandoned)
 		return false
 	default:
-		c.circuit.failure(err)
+		done(err)
 		return false
 	}
 }
+
+// RouteClientLogs sends go-redis's own log lines to log at debug level.
+// go-redis has one process-wide logger, so this sets it for every client
+// in the process; main calls it once. The circuit already reports Redis
+// trouble once per change of state.
+func RouteClientLogs(log *slog.Logger) { redis.SetLogger(clientLog{log}) }
 
 // clientLog passes go-redis's own log lines on at debug level.
 type clientLog struct{ log *slog.Logger }

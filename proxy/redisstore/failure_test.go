@@ -1,4 +1,4 @@
-package shared
+package redisstore
 
 import (
 	"log/slog"
@@ -12,7 +12,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
-	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 const (

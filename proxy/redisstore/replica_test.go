@@ -1,4 +1,4 @@
-package shared
+package redisstore
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func newTestClock() *gatewaytest.Clock { return gatewaytest.NewClockAt(time.Unix
 // replica is one gateway replica's shared state, as the gateway would
 // build it.
 type replica struct {
-	*Store
+	*Backend
 	l1    *cache.Cache
 	clock *gatewaytest.Clock
 	reg   *prometheus.Registry
@@ -60,8 +60,7 @@ func newReplica(t *testing.T, url string, clock *gatewaytest.Clock, edit func(*O
 	}
 	o := Options{
 		URL: url, L1: r.l1, Local: ratelimit.New(ratelimit.Options{}),
-		TTL: testTTL, NegativeTTL: testNegative, StaleTTL: testStale,
-		Metrics: m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil)), Now: clock.Now,
+		Metrics: m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil)),
 		// Generous, so that a loaded test machine cannot turn a slow
 		// answer into a fallback; the failure tests set their own.
 		Timeout: testTimeout,
@@ -69,12 +68,13 @@ func newReplica(t *testing.T, url string, clock *gatewaytest.Clock, edit func(*O
 	if edit != nil {
 		edit(&o)
 	}
+	r.l1 = o.L1
 	s, err := New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	r.Store = s
+	r.Backend = s
 	return r
 }
 

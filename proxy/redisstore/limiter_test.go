@@ -1,4 +1,4 @@
-package shared
+package redisstore
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
-	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 // A burst is shared by all replicas: taken from either, it is spent once.

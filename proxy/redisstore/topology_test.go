@@ -1,4 +1,4 @@
-package shared
+package redisstore
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
-	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 // Through a Sentinel, the replicas share through the primary it names.

@@ -1,4 +1,4 @@
-package shared
+package redisstore
 
 import (
 	"context"
@@ -26,17 +26,17 @@ return 0
 // errUnavailable is TryLock's answer while Redis does not answer.
 var errUnavailable = errors.New("redis unavailable")
 
-// Locker elects, among replicas, the one that calls the upstream for an
+// Election elects, among replicas, the one that calls the upstream for an
 // id: a Redis key taken with SET NX PX and a random token, which expires
 // by itself if its holder dies.
-type Locker struct {
+type Election struct {
 	conn *conn
 }
 
 // TryLock takes id's lock for at most ttl. It returns the function that
 // releases it, nil if another replica holds it, or an error if Redis does
 // not answer (the caller then goes ahead on its own).
-func (l *Locker) TryLock(ctx context.Context, id string, ttl time.Duration) (func(), error) {
+func (l *Election) TryLock(ctx context.Context, id string, ttl time.Duration) (func(), error) {
 	key, token := lockKey(id), newToken()
 	var won bool
 	if !l.conn.do(ctx, func(ctx context.Context) error {

@@ -1,11 +1,11 @@
-package shared
+package redisstore
 
 import (
 	"testing"
 	"time"
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
-	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 func TestLockExclusive(t *testing.T) {

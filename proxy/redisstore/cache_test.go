@@ -1,4 +1,4 @@
-package shared
+package redisstore
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
-	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 var ctx = context.Background()
@@ -211,7 +211,9 @@ func TestCacheDeleteEvictsEverywhere(t *testing.T) {
 // With negative caching off, a 404 drops the id from both levels.
 func TestCacheNotFoundWithoutNegativeCaching(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newReplica(t, srv.URL(), nil, func(o *Options) { o.NegativeTTL = 0 })
+	a := newReplica(t, srv.URL(), nil, func(o *Options) {
+		o.L1 = cache.New(cache.Options{TTL: testTTL, StaleTTL: testStale, MaxEntries: 100})
+	})
 	a.Cache().SetFound(ctx, "c1", []byte(`"v"`))
 	a.Cache().SetNotFound(ctx, "c1")
 	if _, state := a.Cache().Get(ctx, "c1"); state != cache.Miss {

@@ -1,4 +1,4 @@
-package shared
+package redisstore
 
 import (
 	"context"
@@ -17,22 +17,21 @@ const evictChannel = keyPrefix + "evict"
 
 func cacheKey(id string) string { return keyPrefix + "cache:" + id }
 
-// Cache is a two-level answer cache: the replica's own cache in front of
+// TwoLevelCache is a two-level answer cache: the replica's own cache in front of
 // Redis. A lookup that misses the first level reads Redis and fills the
 // first level with what it found, for what is left of the entry's
 // freshness but at most L1TTL. Writes go to both levels. While Redis does
 // not answer, the first level alone behaves as the local cache does.
-type Cache struct {
-	conn                       *conn
-	l1                         *cache.Cache
-	ttl, negativeTTL, staleTTL time.Duration
-	l1TTL                      time.Duration
-	now                        func() time.Time
-	log                        *slog.Logger
+type TwoLevelCache struct {
+	conn  *conn
+	l1    *cache.Cache
+	opts  cache.Options // the windows and clock of l1, which Redis follows too
+	l1TTL time.Duration
+	log   *slog.Logger
 }
 
 // Get looks id up in the first level, then in Redis.
-func (c *Cache) Get(ctx context.Context, id string) (*cache.Entry, cache.State) {
+func (c *TwoLevelCache) Get(ctx context.Context, id string) (*cache.Entry, cache.State) {
 	e, state := c.l1.Get(id)
 	if state == cache.Fresh {
 		return e, state
@@ -52,8 +51,8 @@ func (c *Cache) Get(ctx context.Context, id string) (*cache.Entry, cache.State) 
 		// the upstream fails.
 		return e, state
 	}
-	now := c.now()
-	sharedState := c.state(&shared, now)
+	now := c.opts.Now()
+	sharedState := c.l1.StateAt(&shared, now)
 	if sharedState == cache.Miss {
 		return e, state
 	}
@@ -63,24 +62,12 @@ func (c *Cache) Get(ctx context.Context, id string) (*cache.Entry, cache.State) 
 	return &shared, sharedState
 }
 
-func (c *Cache) state(e *cache.Entry, now time.Time) cache.State {
-	n := now.UnixNano()
-	switch {
-	case n < e.FreshUntil:
-		return cache.Fresh
-	case !e.Negative() && n < e.FreshUntil+int64(c.staleTTL):
-		return cache.Stale
-	default:
-		return cache.Miss
-	}
-}
-
 // fill copies e, found in Redis, into the first level: fresh for at most
 // L1TTL, kept for as long as Redis keeps it.
-func (c *Cache) fill(id string, e cache.Entry, now time.Time) {
+func (c *TwoLevelCache) fill(id string, e cache.Entry, now time.Time) {
 	end := e.FreshUntil
 	if !e.Negative() {
-		end += int64(c.staleTTL)
+		end += int64(c.opts.StaleTTL)
 	}
 	e.FreshUntil = min(e.FreshUntil, now.Add(c.l1TTL).UnixNano())
 	c.l1.SetEntry(id, e, time.Duration(end-now.UnixNano()))
@@ -89,10 +76,10 @@ func (c *Cache) fill(id string, e cache.Entry, now time.Time) {
 // SetFound caches a successful answer in both levels. If Redis does not
 // take it, the first level keeps it for the full TTL, as the local cache
 // would.
-func (c *Cache) SetFound(ctx context.Context, id string, body []byte) {
-	now := c.now()
-	e := cache.Entry{Body: body, FreshUntil: now.Add(c.ttl).UnixNano()}
-	if c.set(ctx, id, e, c.ttl+c.staleTTL) {
+func (c *TwoLevelCache) SetFound(ctx context.Context, id string, body []byte) {
+	now := c.opts.Now()
+	e := cache.Entry{Body: body, FreshUntil: now.Add(c.opts.TTL).UnixNano()}
+	if c.set(ctx, id, e, c.opts.TTL+c.opts.StaleTTL) {
 		c.fill(id, e, now)
 		return
 	}
@@ -101,22 +88,22 @@ func (c *Cache) SetFound(ctx context.Context, id string, body []byte) {
 
 // SetNotFound remembers an upstream 404 in both levels, replacing any
 // entry; with negative caching off it drops id from both.
-func (c *Cache) SetNotFound(ctx context.Context, id string) {
-	if c.negativeTTL <= 0 {
+func (c *TwoLevelCache) SetNotFound(ctx context.Context, id string) {
+	if c.opts.NegativeTTL <= 0 {
 		c.l1.Delete(id)
 		c.conn.do(ctx, func(ctx context.Context) error { return c.conn.rdb.Del(ctx, cacheKey(id)).Err() })
 		return
 	}
-	now := c.now()
-	e := cache.Entry{FreshUntil: now.Add(c.negativeTTL).UnixNano()}
-	if c.set(ctx, id, e, c.negativeTTL) {
+	now := c.opts.Now()
+	e := cache.Entry{FreshUntil: now.Add(c.opts.NegativeTTL).UnixNano()}
+	if c.set(ctx, id, e, c.opts.NegativeTTL) {
 		c.fill(id, e, now)
 		return
 	}
 	c.l1.SetNotFound(id)
 }
 
-func (c *Cache) set(ctx context.Context, id string, e cache.Entry, keep time.Duration) bool {
+func (c *TwoLevelCache) set(ctx context.Context, id string, e cache.Entry, keep time.Duration) bool {
 	if keep < time.Millisecond {
 		return false
 	}
@@ -129,7 +116,7 @@ func (c *Cache) set(ctx context.Context, id string, e cache.Entry, keep time.Dur
 // it from theirs. It reports whether either level held it. If Redis does
 // not answer, only this replica's first level is cleared, and a warning
 // says so.
-func (c *Cache) Delete(ctx context.Context, id string) bool {
+func (c *TwoLevelCache) Delete(ctx context.Context, id string) bool {
 	inL1 := c.l1.Delete(id)
 	var del *redis.IntCmd
 	if !c.conn.do(ctx, func(ctx context.Context) error {
@@ -149,7 +136,7 @@ func (c *Cache) Delete(ctx context.Context, id string) bool {
 // watchEvictions drops from the first level the ids other replicas
 // evicted, until ctx is done. Messages sent while this replica is
 // disconnected are lost; L1TTL bounds how long it may then serve its copy.
-func (c *Cache) watchEvictions(ctx context.Context) {
+func (c *TwoLevelCache) watchEvictions(ctx context.Context) {
 	ps := c.conn.rdb.Subscribe(ctx, evictChannel)
 	defer ps.Close()
 	msgs := ps.Channel()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // signupAnswer is the gateway's 200 body for an id the fake upstream
@@ -136,17 +137,6 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 	return false
 }
 
-// pollUntil waits until cond holds, failing the test after a deadline.
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // gate is a slow upstream: each request it receives is announced on
 // entered, then held until the test opens the gate. The gate opens at
 // cleanup at the latest, before the fake upstream closes, since its Close
@@ -254,7 +244,7 @@ func TestCacheCoalescesConcurrentColdRequests(t *testing.T) {
 		results[i] = fetchAsync(context.Background(), tg.URL+"/customers/c0ffee/signup")
 	}
 	g.waitEntered(t)
-	pollUntil(t, fmt.Sprintf("%d requests wait for the shared call", n), func() bool { return loadWaiters() == n })
+	gatewaytest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d requests wait for the shared call", n), func() bool { return loadWaiters() == n })
 	g.release()
 
 	for i, ch := range results {
@@ -299,13 +289,13 @@ func TestCacheCancelledWaiterKeepsSharedCall(t *testing.T) {
 	for i := range results {
 		results[i] = fetchAsync(context.Background(), url)
 	}
-	pollUntil(t, "every request waits for the shared call", func() bool { return loadWaiters() == others+1 })
+	gatewaytest.WaitFor(t, 10*time.Second, "every request waits for the shared call", func() bool { return loadWaiters() == others+1 })
 
 	cancel()
 	if r := <-first; r.err == nil {
 		t.Fatalf("the cancelled request got %d", r.status)
 	}
-	pollUntil(t, "the gateway is done with the cancelled request", func() bool { return tg.InFlight() == others })
+	gatewaytest.WaitFor(t, 10*time.Second, "the gateway is done with the cancelled request", func() bool { return tg.InFlight() == others })
 	g.release()
 
 	for i, ch := range results {
@@ -320,7 +310,7 @@ func TestCacheCancelledWaiterKeepsSharedCall(t *testing.T) {
 		t.Errorf("the upstream request was cancelled: %v", upstreamErr)
 	}
 	mu.Unlock()
-	pollUntil(t, "the upstream call is counted", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "the upstream call is counted", func() bool {
 		return counterValue(t, tg.Registry, metrics.UpstreamRequestsTotal, "outcome", "200") == 1
 	})
 

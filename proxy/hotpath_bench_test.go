@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
@@ -43,5 +44,25 @@ func BenchmarkHotPath(b *testing.B) {
 	}
 	if w.h.Get("X-Cache") != "HIT" {
 		b.Fatalf("X-Cache %q; want HIT", w.h.Get("X-Cache"))
+	}
+}
+
+// BenchmarkMiss is a request for an id never seen: the whole handler, one
+// upstream call on loopback, the answer checked, encoded and cached.
+func BenchmarkMiss(b *testing.B) {
+	tg := newTestGateway(b, nil)
+	h := tg.Handler()
+	w := &discardWriter{h: make(http.Header, 8)}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		req := httptest.NewRequest(http.MethodGet, "/customers/cold"+strconv.Itoa(i)+"/signup", nil)
+		req.RemoteAddr = "10.1.2.3:40000"
+		clear(w.h)
+		h.ServeHTTP(w, req)
+		if w.h.Get("X-Cache") != "MISS" {
+			b.Fatalf("X-Cache %q; want MISS", w.h.Get("X-Cache"))
+		}
 	}
 }

@@ -170,13 +170,18 @@ func start(ctx context.Context, o startOptions) error {
 		return err
 	}
 
-	go c.Run(ctx, time.Minute)
-	go limits.Run(ctx, time.Minute)
-	go key.Watch(ctx, reloadReporter(log, m, "api_key", config.EnvAPIKeyFile))
-	go account.Watch(ctx, reloadReporter(log, m, "account_id", config.EnvAccountIDFile))
-	if registry != nil {
-		go registry.Run(ctx, config.ReloadInterval, reloadReporter(log, m, "callers", config.EnvCallersFile))
-	}
+	go every(ctx, time.Minute, c.Sweep)
+	go every(ctx, time.Minute, limits.Sweep)
+	keyReport := reloadReporter(log, m, "api_key", config.EnvAPIKeyFile)
+	accountReport := reloadReporter(log, m, "account_id", config.EnvAccountIDFile)
+	callersReport := reloadReporter(log, m, "callers", config.EnvCallersFile)
+	go every(ctx, config.ReloadInterval, func() {
+		key.Poll(keyReport)
+		account.Poll(accountReport)
+		if registry != nil {
+			registry.Poll(callersReport)
+		}
+	})
 
 	var ready atomic.Bool
 	err = serve.Run(ctx, serve.Options{
@@ -198,6 +203,20 @@ func start(ctx context.Context, o startOptions) error {
 		return fmt.Errorf("%s: %w", setting, err)
 	}
 	return err
+}
+
+// every calls f every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
 }
 
 // sandboxEnv points the gateway at the sandbox with its credentials,

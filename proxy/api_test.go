@@ -312,14 +312,7 @@ func TestUpstreamRefusedIs502(t *testing.T) {
 
 func TestUpstreamResetIs502(t *testing.T) {
 	tg := newTestGateway(t, nil)
-	tg.Upstream.setHandler(func(w http.ResponseWriter, _ *http.Request) {
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			return
-		}
-		conn.(*net.TCPConn).SetLinger(0)
-		conn.Close()
-	})
+	tg.Upstream.setHandler(resetConnection)
 	resp, body := tg.get(t, "/customers/abc/signup")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d; want 502 (%s)", resp.StatusCode, body)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
@@ -101,40 +99,6 @@ func wantCacheMetrics(t *testing.T, reg *prometheus.Registry, want cacheCounts) 
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// counterValue returns the value of the series of the counter family name
-// whose labels include labelPairs.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string, labelPairs ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labelPairs); i += 2 {
-				if !hasLabel(m, labelPairs[i], labelPairs[i+1]) {
-					continue series
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }
 
 // gate is a slow upstream: each request it receives is announced on
@@ -311,7 +275,7 @@ func TestCacheCancelledWaiterKeepsSharedCall(t *testing.T) {
 	}
 	mu.Unlock()
 	gatewaytest.WaitFor(t, 10*time.Second, "the upstream call is counted", func() bool {
-		return counterValue(t, tg.Registry, metrics.UpstreamRequestsTotal, "outcome", "200") == 1
+		return metricValue(t, tg.Registry, metrics.UpstreamRequestsTotal, "outcome", "200") == 1
 	})
 
 	resp, body := tg.get(t, "/customers/c0ffee/signup")
@@ -381,18 +345,6 @@ func TestCacheTTLExpiry(t *testing.T) {
 	wantCacheMetrics(t, tg.Registry, cacheCounts{hit: 2, miss: 2, entries: 1})
 }
 
-// cacheResetConnection resets the TCP connection instead of answering.
-func cacheResetConnection(w http.ResponseWriter, _ *http.Request) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0) // close sends RST, not FIN
-	}
-	conn.Close()
-}
-
 // An expired answer is served, marked STALE, while the upstream fails, for
 // GATEWAY_STALE_TTL after it expired, and not after.
 func TestCacheStaleIfError(t *testing.T) {
@@ -417,7 +369,7 @@ func TestCacheStaleIfError(t *testing.T) {
 			past: []int{http.StatusGatewayTimeout},
 		},
 		"reset connection": {
-			fail: func(t *testing.T, tg *testGateway) { tg.Upstream.setHandler(cacheResetConnection) },
+			fail: func(t *testing.T, tg *testGateway) { tg.Upstream.setHandler(resetConnection) },
 			// Resets are retried: by the third request the failed attempts
 			// may have opened the circuit breaker.
 			past: []int{http.StatusBadGateway, http.StatusServiceUnavailable},

@@ -53,7 +53,7 @@ func TestMaxInFlightRefusesOverCap(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After (%s)", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
-	checkErrorBody(t, resp, body)
+	errorBodyOf(t, resp, body)
 	if !strings.Contains(body, "capacity") {
 		t.Errorf("reason in %s does not say the gateway is at capacity", body)
 	}

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -111,22 +109,6 @@ func hangUntilCancelled(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// checkErrorBody fails the test unless body is the contract's error body
-// for status: exactly {"code": "<status>", "reason": "..."} as JSON.
-func checkErrorBody(t *testing.T, resp *http.Response, body string) {
-	t.Helper()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("Content-Type %q; want application/json", ct)
-	}
-	var v map[string]string
-	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		t.Fatalf("error body %q is not a JSON object of strings: %v", body, err)
-	}
-	if len(v) != 2 || v["code"] != strconv.Itoa(resp.StatusCode) || v["reason"] == "" {
-		t.Errorf("error body %q; want exactly code %q and a reason", body, strconv.Itoa(resp.StatusCode))
-	}
-}
-
 func TestRetriesOnlyTransientFailures(t *testing.T) {
 	cases := map[string]struct {
 		fail   http.HandlerFunc
@@ -154,7 +136,7 @@ func TestRetriesOnlyTransientFailures(t *testing.T) {
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d; want %d (%s)", resp.StatusCode, tc.status, body)
 			}
-			checkErrorBody(t, resp, body)
+			errorBodyOf(t, resp, body)
 			if got := tg.Upstream.calls.Load(); got != tc.calls {
 				t.Errorf("upstream calls %d; want %d", got, tc.calls)
 			}
@@ -326,7 +308,7 @@ func (tg *testGateway) tripBreaker(t *testing.T) (*http.Response, string) {
 func TestBreakerOpensOnSustainedFailure(t *testing.T) {
 	tg := newTestGateway(t, func(o *testOptions) { o.Client.Breaker = bluetape.BreakerSettings{OpenFor: time.Hour} })
 	resp, body := tg.tripBreaker(t)
-	checkErrorBody(t, resp, body)
+	errorBodyOf(t, resp, body)
 	if ra := resp.Header.Get("Retry-After"); ra != "3600" {
 		t.Errorf("Retry-After %q; want 3600, the time left open", ra)
 	}
@@ -487,18 +469,16 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reloadErrs atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	var watchers sync.WaitGroup
-	for _, s := range []*config.SecretSource{key, acct} {
-		watchers.Go(func() {
-			s.Watch(ctx, func(_ bool, err error) {
+	// poll reloads both secret files, as main does every second.
+	poll := func() {
+		for _, s := range []*config.SecretSource{key, acct} {
+			s.Poll(func(_ bool, err error) {
 				if err != nil {
 					reloadErrs.Add(1)
 				}
 			})
-		})
+		}
 	}
-	t.Cleanup(func() { cancel(); watchers.Wait() })
 
 	tg := newTestGateway(t, func(o *testOptions) {
 		o.Client.Credentials = func() (string, string) { return key.Get().Reveal(), acct.Get().Reveal() }
@@ -549,7 +529,7 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic with the old key", func() bool { return checker.count(oldKey) >= 10 })
 	checker.accept(oldKey, newKey)
 	vol.Update(map[string]string{"api-key": newKey + "\n", "account-id": account + "\n"})
-	gatewaytest.WaitFor(t, 10*time.Second, "the new key upstream", func() bool { return checker.count(newKey) >= 10 })
+	gatewaytest.WaitFor(t, 10*time.Second, "the new key upstream", func() bool { poll(); return checker.count(newKey) >= 10 })
 	close(stop)
 	if failures := wait(); len(failures) > 0 {
 		t.Fatalf("%d requests failed during the rotation, first: %s", len(failures), failures[0])
@@ -562,7 +542,7 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the rotation", func() bool { return checker.count(newKey) >= 30 })
 	// A rotation that leaves an empty file is refused: the new key stays.
 	vol.Update(map[string]string{"api-key": "\n", "account-id": account + "\n"})
-	gatewaytest.WaitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { return reloadErrs.Load() > 0 })
+	gatewaytest.WaitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { poll(); return reloadErrs.Load() > 0 })
 	n := checker.count(newKey)
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the failed reload", func() bool { return checker.count(newKey) >= n+20 })
 	close(stop)

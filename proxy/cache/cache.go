@@ -6,7 +6,6 @@
 package cache
 
 import (
-	"context"
 	"math"
 	"strings"
 	"sync"
@@ -267,22 +266,13 @@ func (c *Cache) Len() int {
 	return c.positive.n + c.negative.n
 }
 
-// Run drops expired entries every interval until ctx is done, so that
-// their memory is freed even when no write comes.
-func (c *Cache) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			now := c.opts.Now().UnixNano()
-			c.mu.Lock()
-			c.sweep(now)
-			c.mu.Unlock()
-		}
-	}
+// Sweep drops expired entries, so that their memory is freed even when
+// no write comes; main calls it every minute.
+func (c *Cache) Sweep() {
+	now := c.opts.Now().UnixNano()
+	c.mu.Lock()
+	c.sweep(now)
+	c.mu.Unlock()
 }
 
 // list is a doubly linked list of entries, oldest at head.

@@ -25,6 +25,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/redisstore"
 	"github.com/bluetape/bluetape-gateway/proxy/sandbox"
@@ -98,7 +99,7 @@ func start(ctx context.Context, o startOptions) error {
 	if err != nil {
 		return err
 	}
-	logs := proxy.NewLogHandler(o.stdout, cfg.LogLevel)
+	logs := logging.New(o.stdout, cfg.LogLevel)
 	defer logs.Close()
 	log := slog.New(logs)
 	if o.sandbox {

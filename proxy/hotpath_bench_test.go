@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
@@ -23,7 +24,7 @@ func (w *discardWriter) WriteHeader(int)             {}
 // runs it: rate limit on (with a limit too high to trigger), the buffered
 // access log at info level, metrics.
 func BenchmarkHotPath(b *testing.B) {
-	logs := NewLogHandler(io.Discard, slog.LevelInfo)
+	logs := logging.New(io.Discard, slog.LevelInfo)
 	b.Cleanup(func() { logs.Close() })
 	tg := newTestGateway(b, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 1e9, Burst: 1e9}

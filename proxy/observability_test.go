@@ -19,8 +19,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
+	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
@@ -56,35 +55,18 @@ func obsRegistry(t *testing.T) *callers.Registry {
 
 // obsLogHandler gives a test gateway the production log handler at level,
 // writing into the returned buffer; read it after Flush.
-func obsLogHandler(t *testing.T, level slog.Level) (func(*testOptions), *gatewaytest.LogBuffer, *LogHandler) {
+func obsLogHandler(t *testing.T, level slog.Level) (func(*testOptions), *gatewaytest.LogBuffer, *logging.Handler) {
 	buf := &gatewaytest.LogBuffer{}
-	h := NewLogHandler(buf, level)
+	h := logging.New(buf, level)
 	t.Cleanup(func() { h.Close() })
 	return func(o *testOptions) { o.Logger = slog.New(h) }, buf, h
-}
-
-// obsLines decodes JSON log lines; every line must be an object.
-func obsLines(t *testing.T, logs string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSuffix(logs, "\n"), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line is not a JSON object: %v\n%s", err, line)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // obsAccessLines returns the access lines among logs.
 func obsAccessLines(t *testing.T, logs string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for _, m := range obsLines(t, logs) {
+	for _, m := range gatewaytest.JSONLines(t, logs) {
 		if m["msg"] == "request" {
 			out = append(out, m)
 		}
@@ -143,7 +125,7 @@ func TestAccessLogFields(t *testing.T) {
 	for _, path := range []string{"slog", "LogHandler"} {
 		t.Run(path, func(t *testing.T) {
 			var buf *gatewaytest.LogBuffer
-			var h *LogHandler
+			var h *logging.Handler
 			edit := func(*testOptions) {}
 			if path == "LogHandler" {
 				edit, buf, h = obsLogHandler(t, slog.LevelDebug)
@@ -245,7 +227,7 @@ func TestAccessLogMatchesSlog(t *testing.T) {
 			d := 1234567 * time.Nanosecond
 
 			var fast, slow bytes.Buffer
-			h := NewLogHandler(&fast, slog.LevelDebug)
+			h := logging.New(&fast, slog.LevelDebug)
 			newAccessLog(slog.New(h)).write(c, &tc.st, tc.status, d, tc.rid, tc.err)
 			h.Close()
 			newAccessLog(slog.New(slog.NewJSONHandler(&slow, &slog.HandlerOptions{Level: slog.LevelDebug}))).
@@ -310,7 +292,7 @@ func TestAccessLogLevel(t *testing.T) {
 			if err := h.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			for _, line := range obsLines(t, buf.String()) {
+			for _, line := range gatewaytest.JSONLines(t, buf.String()) {
 				if line["level"] == "INFO" || line["level"] == "DEBUG" {
 					t.Errorf("at level %s, a line of level %s: %v", level, line["level"], line)
 				}
@@ -328,145 +310,6 @@ func TestAccessLogLevel(t *testing.T) {
 			}
 		})
 	}
-}
-
-// obsCountingWriter counts the writes it receives.
-type obsCountingWriter struct {
-	gatewaytest.LogBuffer
-	writes atomic.Int64
-}
-
-func (w *obsCountingWriter) Write(p []byte) (int, error) {
-	w.writes.Add(1)
-	return w.LogBuffer.Write(p)
-}
-
-func TestLogHandler(t *testing.T) {
-	t.Run("batches lines", func(t *testing.T) {
-		w := &obsCountingWriter{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		defer h.Close()
-		log := slog.New(h)
-		for i := range 1000 {
-			log.Info("line", "i", i)
-		}
-		if err := h.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if n := len(obsLines(t, w.String())); n != 1000 {
-			t.Fatalf("got %d lines; want 1000", n)
-		}
-		if n := w.writes.Load(); n > 100 {
-			t.Errorf("1000 lines took %d writes; want them batched", n)
-		}
-	})
-	t.Run("flushes after a delay", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		defer h.Close()
-		slog.New(h).Info("waiting")
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(w.String(), `"msg":"waiting"`) {
-			if time.Now().After(deadline) {
-				t.Fatalf("an info line was not written within 5s (LogFlushDelay is %v)", LogFlushDelay)
-			}
-			time.Sleep(time.Millisecond) // polling a condition, bounded by the deadline
-		}
-	})
-	t.Run("warnings are written at once", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		defer h.Close()
-		log := slog.New(h)
-		log.Info("before")
-		log.Warn("now")
-		lines := obsLines(t, w.String())
-		if len(lines) != 2 || lines[0]["msg"] != "before" || lines[1]["msg"] != "now" {
-			t.Errorf("after Warn returned, the output is %q; want both lines in order", w.String())
-		}
-	})
-	t.Run("close flushes and then writes through", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		log := slog.New(h)
-		log.Info("one")
-		if err := h.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if n := len(obsLines(t, w.String())); n != 1 {
-			t.Fatalf("after Close, %d lines written; want 1", n)
-		}
-		log.Info("two")
-		if n := len(obsLines(t, w.String())); n != 2 {
-			t.Errorf("a line logged after Close was not written at once")
-		}
-	})
-	t.Run("lines larger than a batch", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		log := slog.New(h)
-		big := strings.Repeat("b", 3*logBatch)
-		log.Info("small", "n", 1)
-		log.Info("big", "v", big)
-		log.Info("small", "n", 2)
-		log.Info("almost", "v", big[:logBatch-100])
-		log.Info("small", "n", 3)
-		h.Close()
-		lines := obsLines(t, w.String())
-		var msgs []string
-		for _, l := range lines {
-			msgs = append(msgs, fmt.Sprint(l["msg"]))
-		}
-		if want := []string{"small", "big", "small", "almost", "small"}; !slices.Equal(msgs, want) {
-			t.Fatalf("got lines %q; want %q", msgs, want)
-		}
-		if lines[1]["v"] != big {
-			t.Error("the big line was not written whole")
-		}
-	})
-	t.Run("concurrent writers", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		log := slog.New(h)
-		a := newAccessLog(log)
-		c := echo.New().NewContext(httptest.NewRequest(http.MethodGet, "/x", nil), httptest.NewRecorder())
-		c.SetPath(signupRoute)
-		var wg sync.WaitGroup
-		for g := range 8 {
-			wg.Go(func() {
-				st := requestState{start: time.Now(), caller: "anonymous", cache: "hit"}
-				for i := range 500 {
-					if i%2 == 0 {
-						a.write(c, &st, 200, time.Microsecond, fmt.Sprintf("g%d-%d", g, i), nil)
-					} else {
-						log.Info("other", "g", g, "i", i, "pad", strings.Repeat("p", i*37%300))
-					}
-				}
-			})
-		}
-		wg.Wait()
-		h.Close()
-		if n := len(obsLines(t, w.String())); n != 8*500 {
-			t.Errorf("got %d lines; want %d", n, 8*500)
-		}
-	})
-	t.Run("derived loggers share the buffer", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		root := slog.New(h)
-		derived := root.With("component", "x").WithGroup("g")
-		if newAccessLog(derived).out != nil {
-			t.Error("the access log bypasses a derived logger's attributes")
-		}
-		root.Info("first")
-		derived.Info("second", "k", "v")
-		root.Info("third")
-		h.Close()
-		lines := obsLines(t, w.String())
-		if len(lines) != 3 || lines[1]["component"] != "x" || lines[2]["msg"] != "third" {
-			t.Errorf("got %q", w.String())
-		}
-	})
 }
 
 // obsWeirdRequests sends requests whose every caller-chosen part is odd:
@@ -822,12 +665,12 @@ func BenchmarkAccessLog(b *testing.B) {
 			name string
 			new  func(io.Writer) slog.Handler
 		}{
-			{"LogHandler", func(w io.Writer) slog.Handler { return NewLogHandler(w, slog.LevelInfo) }},
+			{"LogHandler", func(w io.Writer) slog.Handler { return logging.New(w, slog.LevelInfo) }},
 			{"slog", func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) }},
 		} {
 			b.Run(h.name+"/"+out.name, func(b *testing.B) {
 				handler := h.new(out.w)
-				if lh, ok := handler.(*LogHandler); ok {
+				if lh, ok := handler.(*logging.Handler); ok {
 					b.Cleanup(func() { lh.Close() })
 				}
 				a := newAccessLog(slog.New(handler))

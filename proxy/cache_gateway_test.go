@@ -532,20 +532,7 @@ func TestCacheEvictionOverAdmin(t *testing.T) {
 	t.Cleanup(admin.Close)
 	evict := func(id string) (*http.Response, string) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodDelete, admin.URL+"/cache/customers/"+id, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, string(b)
+		return httpDo(t, http.MethodDelete, admin.URL+"/cache/customers/"+id)
 	}
 
 	resp, body := tg.get(t, "/customers/abc/signup")

@@ -192,7 +192,14 @@ func (tg *testGateway) get(t testing.TB, path string, header ...string) (*http.R
 
 func (tg *testGateway) do(t testing.TB, method, path string, header ...string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, tg.URL+path, nil)
+	return httpDo(t, method, tg.URL+path, header...)
+}
+
+// httpDo sends a request with the given header pairs and returns the
+// answer with its body read.
+func httpDo(t testing.TB, method, url string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

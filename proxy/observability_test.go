@@ -458,38 +458,12 @@ func TestMetricLabelsStayFixed(t *testing.T) {
 	} {
 		found := false
 		for _, tg := range []*testGateway{open, withCallers} {
-			found = found || obsSeries(t, tg.Registry, want.name, want.label, want.value) > 0
+			found = found || metricValue(t, tg.Registry, want.name, want.label, want.value) > 0
 		}
 		if !found {
 			t.Errorf("no %s{%s=%q}: the test did not reach it", want.name, want.label, want.value)
 		}
 	}
-}
-
-// obsSeries returns the value of the series of name with label=value
-// (the count, for a histogram), or 0 when there is none.
-func obsSeries(t *testing.T, reg prometheus.Gatherer, name, label, value string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					if h := m.GetHistogram(); h != nil {
-						return float64(h.GetSampleCount())
-					}
-					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
 
 // TestMetricsCountEveryRequest checks that each request is counted once,
@@ -520,10 +494,10 @@ func TestMetricsCountEveryRequest(t *testing.T) {
 		want[fmt.Sprint(r.code)]++
 	}
 	for code, n := range want {
-		if got := obsSeries(t, tg.Registry, metrics.RequestsTotal, "code", code); got != float64(n) {
+		if got := metricValue(t, tg.Registry, metrics.RequestsTotal, "code", code); got != float64(n) {
 			t.Errorf("requests_total{code=%q} = %v; want %d", code, got, n)
 		}
-		if got := obsSeries(t, tg.Registry, metrics.RequestDuration, "code", code); got != float64(n) {
+		if got := metricValue(t, tg.Registry, metrics.RequestDuration, "code", code); got != float64(n) {
 			t.Errorf("request_duration_seconds_count{code=%q} = %v; want %d", code, got, n)
 		}
 	}
@@ -531,7 +505,7 @@ func TestMetricsCountEveryRequest(t *testing.T) {
 		t.Errorf("%d access lines; want 9, one per request", n)
 	}
 	for result, n := range map[string]float64{"hit": 1, "miss": 2, "negative_hit": 1} {
-		if got := obsSeries(t, tg.Registry, metrics.CacheLookupsTotal, "result", result); got != n {
+		if got := metricValue(t, tg.Registry, metrics.CacheLookupsTotal, "result", result); got != n {
 			t.Errorf("cache_lookups_total{result=%q} = %v; want %v", result, got, n)
 		}
 	}

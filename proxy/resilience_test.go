@@ -21,9 +21,9 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
-// metricValue returns the value of the counter or gauge series of family
-// name whose labels include the given name/value pairs; 0 when there is
-// no such series.
+// metricValue returns the value of the series of family name whose labels
+// include the given name/value pairs (the count, for a histogram); 0 when
+// there is no such series.
 func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	families, err := g.Gather()
@@ -46,6 +46,9 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels ...str
 				if !found {
 					continue series
 				}
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
 			}
 			if c := m.GetCounter(); c != nil {
 				return c.GetValue()

@@ -22,12 +22,14 @@ import (
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore"
 	"github.com/bluetape/bluetape-gateway/proxy/sandbox"
 	"github.com/bluetape/bluetape-gateway/proxy/serve"
-	"github.com/bluetape/bluetape-gateway/proxy/shared"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -104,7 +106,7 @@ func start(ctx context.Context, o startOptions) error {
 	if err != nil {
 		return err
 	}
-	logs := proxy.NewLogHandler(o.stdout, cfg.LogLevel)
+	logs := logging.New(o.stdout, cfg.LogLevel)
 	defer logs.Close()
 	log := slog.New(logs)
 	if o.sandbox {
@@ -137,48 +139,60 @@ func start(ctx context.Context, o startOptions) error {
 		return err
 	}
 	limits := ratelimit.New(ratelimit.Options{})
+	uo := bluetape.Options{
+		BaseURL:     cfg.BaseURL,
+		Credentials: func() (string, string) { return key.Get().Reveal(), account.Get().Reveal() },
+		Timeout:     cfg.UpstreamTimeout,
+		RateLimit:   cfg.UpstreamRateLimit,
+		Version:     version,
+		Metrics:     m,
+		Logger:      log,
+	}
 	opts := proxy.Options{
-		BaseURL:           cfg.BaseURL,
-		Credentials:       func() (string, string) { return key.Get().Reveal(), account.Get().Reveal() },
-		UpstreamTimeout:   cfg.UpstreamTimeout,
-		UpstreamRateLimit: cfg.UpstreamRateLimit,
-		Cache:             proxy.LocalCache(c),
-		RateLimit:         ratelimit.Policy{Rate: cfg.RateLimit, Burst: cfg.RateBurst},
-		Limits:            proxy.LocalLimiter(limits),
-		TrustedProxies:    cfg.TrustedProxies,
-		MaxInFlight:       cfg.MaxInFlight,
-		Metrics:           m,
-		Logger:            log,
-		Version:           version,
+		Cache:          proxy.LocalCache(c),
+		RateLimit:      ratelimit.Policy{Rate: cfg.RateLimit, Burst: cfg.RateBurst},
+		Limits:         proxy.LocalLimiter(limits),
+		TrustedProxies: cfg.TrustedProxies,
+		MaxInFlight:    cfg.MaxInFlight,
+		Metrics:        m,
+		Logger:         log,
 	}
 	if registry != nil {
 		opts.Callers = registry.Get
 	}
 	if url := cfg.RedisURL.Reveal(); url != "" {
-		rs, err := shared.New(ctx, shared.Options{URL: url, L1: c, Local: limits, TTL: cfg.CacheTTL,
-			NegativeTTL: cfg.NegativeCacheTTL, StaleTTL: cfg.StaleTTL, Metrics: m, Logger: log})
+		redisstore.RouteClientLogs(log)
+		rs, err := redisstore.New(ctx, redisstore.Options{URL: url, L1: c, Local: limits, Metrics: m, Logger: log})
 		if err != nil {
 			return fmt.Errorf("%s: %w", config.EnvRedisURL, err)
 		}
 		defer rs.Close()
-		opts.Cache, opts.Limits, opts.Quota, opts.Locker = rs.Cache(), rs.Limiter(), rs.Limiter(), rs.Locker()
+		opts.Cache, opts.Limits, uo.Quota, opts.Locker = rs.Cache(), rs.Limiter(), rs.Limiter(), rs.Locker()
 	}
+	if opts.Upstream, err = bluetape.New(uo); err != nil {
+		return err
+	}
+	defer opts.Upstream.CloseIdleConnections()
 	gw, err := proxy.New(opts)
 	if err != nil {
 		return err
 	}
-	defer gw.CloseIdleConnections()
 
-	go c.Run(ctx, time.Minute)
-	go limits.Run(ctx, time.Minute)
-	go key.Watch(ctx, reloadReporter(log, m, "api_key", config.EnvAPIKeyFile))
-	go account.Watch(ctx, reloadReporter(log, m, "account_id", config.EnvAccountIDFile))
-	if registry != nil {
-		go registry.Run(ctx, config.ReloadInterval, reloadReporter(log, m, "callers", config.EnvCallersFile))
-	}
+	go every(ctx, time.Minute, c.Sweep)
+	go every(ctx, time.Minute, limits.Sweep)
+	keyReport := reloadReporter(log, m, "api_key", config.EnvAPIKeyFile)
+	accountReport := reloadReporter(log, m, "account_id", config.EnvAccountIDFile)
+	callersReport := reloadReporter(log, m, "callers", config.EnvCallersFile)
+	go every(ctx, config.ReloadInterval, func() {
+		key.Poll(keyReport)
+		account.Poll(accountReport)
+		if registry != nil {
+			registry.Poll(callersReport)
+		}
+	})
 
 	var ready atomic.Bool
-	return serve.Run(ctx, serve.Options{
+	err = serve.Run(ctx, serve.Options{
 		API:             gw.Handler(),
 		Admin:           proxy.Admin(proxy.AdminOptions{Gatherer: reg, Ready: ready.Load, Cache: opts.Cache, Logger: log}),
 		APIAddr:         cfg.ListenAddr,
@@ -188,6 +202,29 @@ func start(ctx context.Context, o startOptions) error {
 		Logger:          log,
 		Ready:           &ready,
 	})
+	var le *serve.ListenError
+	if errors.As(err, &le) {
+		setting := config.EnvListenAddr
+		if le.Admin {
+			setting = config.EnvAdminAddr
+		}
+		return fmt.Errorf("%s: %w", setting, err)
+	}
+	return err
+}
+
+// every calls f every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
 }
 
 // sandboxEnv points the gateway at the sandbox with its credentials,

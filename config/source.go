@@ -1,7 +1,5 @@
 package config
 
-import "context"
-
 // SecretSource supplies a credential: a fixed value, or the current
 // content of a secret file, re-read when it changes. It is safe for
 // concurrent use.
@@ -31,10 +29,10 @@ func (s *SecretSource) Get() Secret {
 	return s.file.Get()
 }
 
-// Watch re-reads the file every interval until ctx is done and reports
-// what changed (see Watched.Run). It returns at once for a fixed value.
-func (s *SecretSource) Watch(ctx context.Context, report func(changed bool, err error)) {
+// Poll re-reads the file once and reports what changed (see
+// Watched.Poll). It does nothing for a fixed value.
+func (s *SecretSource) Poll(report func(changed bool, err error)) {
 	if s.file != nil {
-		s.file.Run(ctx, ReloadInterval, report)
+		s.file.Poll(report)
 	}
 }

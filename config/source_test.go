@@ -1,52 +1,31 @@
 package config
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
-// watchSource runs s.Watch until the test ends and returns a function
-// that reports what Watch has reported so far.
-func watchSource(t *testing.T, s *SecretSource) func() (changes int, errs []error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	var changes int
-	var errs []error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Watch(ctx, func(changed bool, err error) {
-			mu.Lock()
-			defer mu.Unlock()
+// pollSource returns a function that polls s once and returns what Poll
+// has reported so far.
+func pollSource(s *SecretSource) func() (changes int, errs []error) {
+	var n int
+	var all []error
+	return func() (int, []error) {
+		s.Poll(func(changed bool, err error) {
 			if changed {
-				changes++
+				n++
 			}
 			if err != nil {
-				errs = append(errs, err)
+				all = append(all, err)
 			}
 		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("Watch did not return after its context ended")
-		}
-	})
-	return func() (int, []error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return changes, append([]error(nil), errs...)
+		return n, append([]error(nil), all...)
 	}
 }
 
@@ -58,16 +37,7 @@ func TestSecretSourceFixedValue(t *testing.T) {
 	if got := s.Get().Reveal(); got != "fixed-key" {
 		t.Errorf("Get %q; want fixed-key", got)
 	}
-	done := make(chan struct{})
-	go func() {
-		s.Watch(context.Background(), func(bool, error) { t.Error("a fixed value reported a reload") })
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Watch of a fixed value did not return at once")
-	}
+	s.Poll(func(bool, error) { t.Error("a fixed value reported a reload") })
 }
 
 func TestSecretSourceUnusableFile(t *testing.T) {
@@ -98,13 +68,17 @@ func TestSecretSourceFollowsKubernetesRotation(t *testing.T) {
 	if got := s.Get().Reveal(); got != "key-one" {
 		t.Fatalf("Get %q; want key-one (trailing newline trimmed)", got)
 	}
-	reported := watchSource(t, s)
+	reported := pollSource(s)
 
 	vol.Update(map[string]string{"api-key": "key-two\n"})
-	gatewaytest.WaitFor(t, 5*time.Second, "key-two", func() bool { return s.Get().Reveal() == "key-two" })
+	if reported(); s.Get().Reveal() != "key-two" {
+		t.Fatalf("after a rotation Get %q; want key-two", s.Get().Reveal())
+	}
 
 	vol.Update(map[string]string{"api-key": ""})
-	gatewaytest.WaitFor(t, 5*time.Second, "the empty file to be reported", func() bool { _, errs := reported(); return len(errs) == 1 })
+	if _, errs := reported(); len(errs) != 1 {
+		t.Fatalf("after an empty rotation: errors %v; want one", errs)
+	}
 	if got := s.Get().Reveal(); got != "key-two" {
 		t.Errorf("after an empty rotation Get %q; want key-two, the last good value", got)
 	}
@@ -114,16 +88,20 @@ func TestSecretSourceFollowsKubernetesRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	vol.Point("..2026_empty")
-	gatewaytest.WaitFor(t, 5*time.Second, "the missing file to be reported", func() bool { _, errs := reported(); return len(errs) == 2 })
+	if _, errs := reported(); len(errs) != 2 {
+		t.Fatalf("after an unreadable rotation: errors %v; want two", errs)
+	}
 	if got := s.Get().Reveal(); got != "key-two" {
 		t.Errorf("after an unreadable rotation Get %q; want key-two", got)
 	}
 
 	vol.Update(map[string]string{"api-key": "key-three"})
-	gatewaytest.WaitFor(t, 5*time.Second, "key-three", func() bool { return s.Get().Reveal() == "key-three" })
+	if reported(); s.Get().Reveal() != "key-three" {
+		t.Fatalf("after a fix Get %q; want key-three", s.Get().Reveal())
+	}
 	changes, errs := reported()
 	if changes != 2 || len(errs) != 2 {
-		t.Errorf("Watch reported %d changes and errors %v; want 2 changes and 2 errors", changes, errs)
+		t.Errorf("Poll reported %d changes and errors %v; want 2 changes and 2 errors", changes, errs)
 	}
 	for _, err := range errs {
 		for _, secret := range []string{"key-one", "key-two", "key-three"} {
@@ -218,17 +196,16 @@ func TestSecretSourceRefusesBadRotation(t *testing.T) {
 	}
 }
 
-// The watcher reports a bad rotation through its callback, which the
+// Poll reports a bad rotation through its callback, which the
 // process logs and counts, and keeps the last good value.
-func TestSecretSourceWatchReportsBadRotation(t *testing.T) {
+func TestSecretSourcePollReportsBadRotation(t *testing.T) {
 	vol := gatewaytest.NewSecretVolume(t, map[string]string{"account-id": "acct-one"})
 	s, err := NewSecretSource("", vol.Path("account-id"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	reported := watchSource(t, s)
+	reported := pollSource(s)
 	vol.Update(map[string]string{"account-id": "acct-\x00two"})
-	gatewaytest.WaitFor(t, 10*time.Second, "the NUL rotation to be reported", func() bool { _, errs := reported(); return len(errs) == 1 })
 	changes, errs := reported()
 	if want := "parsing " + vol.Path("account-id") + ": holds a control character"; changes != 0 || errs[0].Error() != want {
 		t.Errorf("reported %d changes and %v; want no change and %q", changes, errs, want)

@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"sync"
@@ -19,7 +18,7 @@ import (
 //
 // A file that can no longer be read, or whose new content does not parse,
 // leaves the last good value in force. Get is safe to call concurrently
-// with Reload and Run, and never blocks.
+// with Reload and Poll, and never blocks.
 type Watched[T any] struct {
 	path  string
 	parse func([]byte) (T, error)
@@ -87,21 +86,13 @@ func (w *Watched[T]) Reload() (bool, error) {
 	return true, nil
 }
 
-// Run calls Reload every interval until ctx is done, and reports each
-// outcome that changed something (a new value, or a new failure) to report.
-func (w *Watched[T]) Run(ctx context.Context, interval time.Duration, report func(changed bool, err error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			changed, err := w.Reload()
-			if changed || err != nil {
-				report(changed, err)
-			}
-		}
+// Poll reloads the file once and reports the outcome to report when it
+// changed something: a new value, or a new failure. The caller decides
+// how often to poll (ReloadInterval in production).
+func (w *Watched[T]) Poll(report func(changed bool, err error)) {
+	changed, err := w.Reload()
+	if changed || err != nil {
+		report(changed, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
@@ -146,9 +144,9 @@ func TestWatchedFollowsKubernetesSwap(t *testing.T) {
 	}
 }
 
-// TestWatchedRun polls with a short interval and reports a swap, a bad
-// swap and a fix, each once, then stops when its context ends.
-func TestWatchedRun(t *testing.T) {
+// Poll reports a swap, a bad swap and a fix, each once, and nothing when
+// the file did not change.
+func TestWatchedPoll(t *testing.T) {
 	m := gatewaytest.NewSecretVolume(t, map[string]string{"callers.yaml": "one"})
 	w, err := NewWatched(m.Path("callers.yaml"), watchParse)
 	if err != nil {
@@ -158,50 +156,28 @@ func TestWatchedRun(t *testing.T) {
 		changed bool
 		err     error
 	}
-	reports := make(chan report, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.Run(ctx, 5*time.Millisecond, func(changed bool, err error) { reports <- report{changed, err} })
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	next := func() report {
-		t.Helper()
-		select {
-		case r := <-reports:
-			return r
-		case <-time.After(10 * time.Second):
-			t.Fatal("no report within 10s")
-			return report{}
-		}
+	poll := func() []report {
+		var got []report
+		w.Poll(func(changed bool, err error) { got = append(got, report{changed, err}) })
+		return got
 	}
-
+	if r := poll(); len(r) != 0 {
+		t.Fatalf("unchanged file: reports %+v; want none", r)
+	}
 	m.Update(map[string]string{"callers.yaml": "two"})
-	if r := next(); !r.changed || r.err != nil || w.Get() != "two" {
-		t.Fatalf("after swap: report %+v, Get %q; want changed to two", r, w.Get())
+	if r := poll(); len(r) != 1 || !r[0].changed || r[0].err != nil || w.Get() != "two" {
+		t.Fatalf("after swap: reports %+v, Get %q; want one change to two", r, w.Get())
 	}
 	m.Update(map[string]string{"callers.yaml": "bad"})
-	if r := next(); r.changed || r.err == nil || w.Get() != "two" {
-		t.Fatalf("after bad swap: report %+v, Get %q; want an error, still two", r, w.Get())
+	if r := poll(); len(r) != 1 || r[0].changed || r[0].err == nil || w.Get() != "two" {
+		t.Fatalf("after bad swap: reports %+v, Get %q; want one error, still two", r, w.Get())
+	}
+	if r := poll(); len(r) != 0 {
+		t.Fatalf("same bad content again: reports %+v; want none", r)
 	}
 	m.Update(map[string]string{"callers.yaml": "three"})
-	if r := next(); !r.changed || r.err != nil || w.Get() != "three" {
-		t.Fatalf("after fix: report %+v, Get %q; want changed to three", r, w.Get())
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
-	select {
-	case r := <-reports:
-		t.Errorf("unexpected report %+v; each change is reported once", r)
-	default:
+	if r := poll(); len(r) != 1 || !r[0].changed || r[0].err != nil || w.Get() != "three" {
+		t.Fatalf("after fix: reports %+v, Get %q; want one change to three", r, w.Get())
 	}
 }
 

@@ -280,7 +280,7 @@ func TestRedirectIsNeverFollowed(t *testing.T) {
 
 func TestUpstreamTimeoutIs504(t *testing.T) {
 	release := make(chan struct{})
-	tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = 100 * time.Millisecond })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Timeout = 100 * time.Millisecond })
 	t.Cleanup(func() { close(release) })
 	tg.Upstream.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -302,8 +302,7 @@ func TestUpstreamRefusedIs502(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	tg := newTestGateway(t, nil)
-	tg.Gateway.base.Host = addr
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.BaseURL.Host = addr })
 	resp, body := tg.get(t, "/customers/abc/signup")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d; want 502 (%s)", resp.StatusCode, body)
@@ -313,14 +312,7 @@ func TestUpstreamRefusedIs502(t *testing.T) {
 
 func TestUpstreamResetIs502(t *testing.T) {
 	tg := newTestGateway(t, nil)
-	tg.Upstream.setHandler(func(w http.ResponseWriter, _ *http.Request) {
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			return
-		}
-		conn.(*net.TCPConn).SetLinger(0)
-		conn.Close()
-	})
+	tg.Upstream.setHandler(resetConnection)
 	resp, body := tg.get(t, "/customers/abc/signup")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d; want 502 (%s)", resp.StatusCode, body)
@@ -328,7 +320,7 @@ func TestUpstreamResetIs502(t *testing.T) {
 }
 
 func TestCallerOverRateIs429(t *testing.T) {
-	tg := newTestGateway(t, func(o *Options) { o.RateLimit = ratelimit.Policy{Rate: 1, Burst: 2} })
+	tg := newTestGateway(t, func(o *testOptions) { o.RateLimit = ratelimit.Policy{Rate: 1, Burst: 2} })
 	for i := 0; i < 2; i++ {
 		if resp, body := tg.get(t, "/customers/abc/signup"); resp.StatusCode != 200 {
 			t.Fatalf("request %d: status %d (%s)", i, resp.StatusCode, body)
@@ -350,7 +342,7 @@ func TestMissingTokenIs401(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := newTestGateway(t, func(o *Options) { o.Callers = func() *callers.Registry { return reg } })
+	tg := newTestGateway(t, func(o *testOptions) { o.Callers = func() *callers.Registry { return reg } })
 	for name, auth := range map[string]string{"missing": "", "unknown": "Bearer bad-token", "basic": "Basic Zm9vOmJhcg=="} {
 		resp, body := tg.get(t, "/customers/abc/signup", "Authorization", auth)
 		if resp.StatusCode != http.StatusUnauthorized {

@@ -19,7 +19,7 @@ import (
 // client has one bucket however a proxy spells its address.
 func (g *Gateway) identify(c echo.Context, st *requestState) (string, ratelimit.Policy, error) {
 	if g.callers == nil {
-		st.caller = anonymous
+		st.caller = callers.Anonymous
 		return clientKey(c.RealIP()), g.policy, nil
 	}
 	tok, ok := callers.BearerToken(c.Request().Header.Get(echo.HeaderAuthorization))

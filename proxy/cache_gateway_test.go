@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,11 +16,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
-	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // signupAnswer is the gateway's 200 body for an id the fake upstream
@@ -99,51 +96,6 @@ func wantCacheMetrics(t *testing.T, reg *prometheus.Registry, want cacheCounts) 
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("cache metrics: %v", err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// counterValue returns the value of the series of the counter family name
-// whose labels include labelPairs.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string, labelPairs ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labelPairs); i += 2 {
-				if !hasLabel(m, labelPairs[i], labelPairs[i+1]) {
-					continue series
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
-}
-
-// pollUntil waits until cond holds, failing the test after a deadline.
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -247,7 +199,7 @@ func fetchAsync(ctx context.Context, url string) <-chan result {
 // every one of them gets the answer.
 func TestCacheCoalescesConcurrentColdRequests(t *testing.T) {
 	const n = 100
-	tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = time.Minute })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Timeout = time.Minute })
 	g := newGate(t)
 	tg.Upstream.setHandler(g.hold(foundAnswer))
 
@@ -256,7 +208,7 @@ func TestCacheCoalescesConcurrentColdRequests(t *testing.T) {
 		results[i] = fetchAsync(context.Background(), tg.URL+"/customers/c0ffee/signup")
 	}
 	g.waitEntered(t)
-	pollUntil(t, fmt.Sprintf("%d requests wait for the shared call", n), func() bool { return loadWaiters() == n })
+	gatewaytest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d requests wait for the shared call", n), func() bool { return loadWaiters() == n })
 	g.release()
 
 	for i, ch := range results {
@@ -281,7 +233,7 @@ func TestCacheCoalescesConcurrentColdRequests(t *testing.T) {
 // and completes, the others get its answer, and it is cached.
 func TestCacheCancelledWaiterKeepsSharedCall(t *testing.T) {
 	const others = 9
-	tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = time.Minute })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Timeout = time.Minute })
 	g := newGate(t)
 	var mu sync.Mutex
 	var upstreamErr error
@@ -301,13 +253,13 @@ func TestCacheCancelledWaiterKeepsSharedCall(t *testing.T) {
 	for i := range results {
 		results[i] = fetchAsync(context.Background(), url)
 	}
-	pollUntil(t, "every request waits for the shared call", func() bool { return loadWaiters() == others+1 })
+	gatewaytest.WaitFor(t, 10*time.Second, "every request waits for the shared call", func() bool { return loadWaiters() == others+1 })
 
 	cancel()
 	if r := <-first; r.err == nil {
 		t.Fatalf("the cancelled request got %d", r.status)
 	}
-	pollUntil(t, "the gateway is done with the cancelled request", func() bool { return tg.InFlight() == others })
+	gatewaytest.WaitFor(t, 10*time.Second, "the gateway is done with the cancelled request", func() bool { return tg.InFlight() == others })
 	g.release()
 
 	for i, ch := range results {
@@ -322,8 +274,8 @@ func TestCacheCancelledWaiterKeepsSharedCall(t *testing.T) {
 		t.Errorf("the upstream request was cancelled: %v", upstreamErr)
 	}
 	mu.Unlock()
-	pollUntil(t, "the upstream call is counted", func() bool {
-		return counterValue(t, tg.Registry, metrics.UpstreamRequestsTotal, "outcome", "200") == 1
+	gatewaytest.WaitFor(t, 10*time.Second, "the upstream call is counted", func() bool {
+		return metricValue(t, tg.Registry, metrics.UpstreamRequestsTotal, "outcome", "200") == 1
 	})
 
 	resp, body := tg.get(t, "/customers/c0ffee/signup")
@@ -338,8 +290,8 @@ func TestCacheNegative(t *testing.T) {
 		for i := 0; i < 2; i++ {
 			resp, body := tg.get(t, "/customers/gone/signup")
 			wantStatus(t, resp, body, http.StatusNotFound)
-			if body != string(notFoundBody) {
-				t.Errorf("body %s; want %s", body, notFoundBody)
+			if want := `{"code":"404","reason":"Customer not found."}`; body != want {
+				t.Errorf("body %s; want %s", body, want)
 			}
 		}
 		wantCalls(t, tg, 1)
@@ -393,18 +345,6 @@ func TestCacheTTLExpiry(t *testing.T) {
 	wantCacheMetrics(t, tg.Registry, cacheCounts{hit: 2, miss: 2, entries: 1})
 }
 
-// cacheResetConnection resets the TCP connection instead of answering.
-func cacheResetConnection(w http.ResponseWriter, _ *http.Request) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetLinger(0) // close sends RST, not FIN
-	}
-	conn.Close()
-}
-
 // An expired answer is served, marked STALE, while the upstream fails, for
 // GATEWAY_STALE_TTL after it expired, and not after.
 func TestCacheStaleIfError(t *testing.T) {
@@ -429,7 +369,7 @@ func TestCacheStaleIfError(t *testing.T) {
 			past: []int{http.StatusGatewayTimeout},
 		},
 		"reset connection": {
-			fail: func(t *testing.T, tg *testGateway) { tg.Upstream.setHandler(cacheResetConnection) },
+			fail: func(t *testing.T, tg *testGateway) { tg.Upstream.setHandler(resetConnection) },
 			// Resets are retried: by the third request the failed attempts
 			// may have opened the circuit breaker.
 			past: []int{http.StatusBadGateway, http.StatusServiceUnavailable},
@@ -451,9 +391,9 @@ func TestCacheStaleIfError(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			tg := newTestGateway(t, func(o *Options) {
+			tg := newTestGateway(t, func(o *testOptions) {
 				if tc.timeout > 0 {
-					o.UpstreamTimeout = tc.timeout
+					o.Client.Timeout = tc.timeout
 				}
 			})
 			resp, body := tg.get(t, "/customers/abc/signup")
@@ -592,20 +532,7 @@ func TestCacheEvictionOverAdmin(t *testing.T) {
 	t.Cleanup(admin.Close)
 	evict := func(id string) (*http.Response, string) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodDelete, admin.URL+"/cache/customers/"+id, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, string(b)
+		return httpDo(t, http.MethodDelete, admin.URL+"/cache/customers/"+id)
 	}
 
 	resp, body := tg.get(t, "/customers/abc/signup")
@@ -650,62 +577,4 @@ func TestCacheEvictionOverAdmin(t *testing.T) {
 	tg.Upstream.answer(http.StatusInternalServerError, `{"code": "500", "reason": "Unexpected error."}`)
 	resp, body = tg.get(t, "/customers/old/signup")
 	wantStatus(t, resp, body, http.StatusBadGateway)
-}
-
-// newBenchGateway builds a gateway whose cache holds id's answer, with the
-// access log written as in production (JSON) to nowhere. Its upstream is
-// never called.
-func newBenchGateway(b *testing.B, id string, limit bool) *Gateway {
-	b.Helper()
-	c := cache.New(cache.Options{TTL: time.Hour, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 100_000})
-	c.SetFound(id, []byte(signupAnswer(id)))
-	m, err := metrics.New(prometheus.NewRegistry(), "bench", func() float64 { return float64(c.Len()) })
-	if err != nil {
-		b.Fatal(err)
-	}
-	o := Options{
-		BaseURL:         &url.URL{Scheme: "http", Host: "127.0.0.1:9", Path: "/genericBthubService"},
-		Credentials:     func() (string, string) { return testKey, testAccount },
-		UpstreamTimeout: time.Second,
-		Cache:           LocalCache(c),
-		Limits:          LocalLimiter(ratelimit.New(ratelimit.Options{})),
-		Metrics:         m,
-		Logger:          slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		Version:         "bench",
-	}
-	if limit {
-		// A bucket that never runs dry: the limiter's full cost, no 429.
-		o.RateLimit = ratelimit.Policy{Rate: 1e9, Burst: 1e9}
-	}
-	g, err := New(o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(g.CloseIdleConnections)
-	return g
-}
-
-// BenchmarkSignupCacheHit measures a cache hit through the whole Echo
-// handler: request id, recovery, concurrency cap, caller identification,
-// rate limit, id check, cache lookup, answer, metrics and access log.
-func BenchmarkSignupCacheHit(b *testing.B) {
-	for _, limit := range []bool{false, true} {
-		name := "ratelimit=off"
-		if limit {
-			name = "ratelimit=on"
-		}
-		b.Run(name, func(b *testing.B) {
-			const id = "97bee7a043b58084"
-			h := newBenchGateway(b, id, limit).Handler()
-			req := httptest.NewRequest(http.MethodGet, "/customers/"+id+"/signup", nil)
-			b.ReportAllocs()
-			for b.Loop() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
-				if w.Code != http.StatusOK || w.Header().Get("X-Cache") != "HIT" {
-					b.Fatalf("got %d, X-Cache %q", w.Code, w.Header().Get("X-Cache"))
-				}
-			}
-		})
-	}
 }

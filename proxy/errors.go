@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 )
 
 // apiError is an answer the gateway gives instead of a signup URL. reason
@@ -31,39 +33,38 @@ func (e *apiError) Error() string {
 func (e *apiError) Unwrap() error { return e.cause }
 
 // statusClientClosed is logged (never sent) when the caller went away
-// before its answer was ready, as nginx does.
-const statusClientClosed = 499
+// before its answer was ready.
+const statusClientClosed = bluetape.StatusClientClosed
 
 var (
 	errInvalidID = &apiError{status: http.StatusBadRequest,
 		reason: "The customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -, and not . or .."}
-	errNotFound     = &apiError{status: http.StatusNotFound, reason: "Customer not found."}
+	errNotFound     = &apiError{status: http.StatusNotFound, reason: bluetape.ReasonNotFound}
 	errUnauthorized = &apiError{status: http.StatusUnauthorized,
 		reason: "A valid bearer token is required."}
 	errAtCapacity = &apiError{status: http.StatusServiceUnavailable,
 		reason: "The gateway is at capacity; retry shortly.", retryAfter: time.Second}
 )
 
-// notFoundBody is BlueTape's own 404 body, which the contract passes on.
-var notFoundBody = []byte(`{"code":"404","reason":"Customer not found."}`)
-
-// errorStatus maps any error from the request pipeline to the status it
-// answers. It is the one place that decides this.
-func errorStatus(err error) (int, *apiError) {
+// errorStatus maps any error from the request pipeline to the answer it
+// gets. It is the one place that decides this.
+func errorStatus(err error) *apiError {
 	var ae *apiError
+	var ue *bluetape.Error
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &ae):
-		return ae.status, ae
+		return ae
+	case errors.As(err, &ue):
+		return &apiError{status: ue.Status, reason: ue.Reason, retryAfter: ue.RetryAfter, cause: ue}
 	case errors.Is(err, context.Canceled):
-		return statusClientClosed, &apiError{status: statusClientClosed, reason: "The client closed the request.", cause: err}
+		return &apiError{status: statusClientClosed, reason: "The client closed the request.", cause: err}
 	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, &apiError{status: http.StatusGatewayTimeout, reason: "The upstream did not answer in time.", cause: err}
+		return &apiError{status: http.StatusGatewayTimeout, reason: bluetape.ReasonTimeout, cause: err}
 	case errors.As(err, &he):
-		return he.Code, &apiError{status: he.Code, reason: routeReason(he.Code), cause: he.Internal}
+		return &apiError{status: he.Code, reason: routeReason(he.Code), cause: he.Internal}
 	default:
-		return http.StatusInternalServerError, &apiError{status: http.StatusInternalServerError,
-			reason: "The gateway failed unexpectedly.", cause: err}
+		return &apiError{status: http.StatusInternalServerError, reason: "The gateway failed unexpectedly.", cause: err}
 	}
 }
 
@@ -81,12 +82,11 @@ func routeReason(code int) string {
 	}
 }
 
-// writeError writes the contract's error body for err and returns the
-// status written.
-func writeError(c echo.Context, err error) int {
-	status, ae := errorStatus(err)
+// writeError writes the contract's error body for ae.
+func writeError(c echo.Context, ae *apiError) {
+	status := ae.status
 	if c.Response().Committed || status == statusClientClosed {
-		return status
+		return
 	}
 	h := c.Response().Header()
 	if ae.retryAfter > 0 {
@@ -95,12 +95,7 @@ func writeError(c echo.Context, err error) int {
 	if status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="bluetape-gateway"`)
 	}
-	if status == http.StatusNotFound && ae == errNotFound {
-		_ = writeJSON(c, status, notFoundBody)
-		return status
-	}
 	_ = writeJSON(c, status, errorBody(status, ae.reason))
-	return status
 }
 
 // retryAfterSeconds rounds d up to whole seconds, at least 1.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
@@ -24,16 +24,8 @@ import (
 // Options configures a Gateway. Fields without a stated default are
 // required.
 type Options struct {
-	// BaseURL is BlueTape's base URL, without a trailing slash.
-	BaseURL *url.URL
-	// Credentials supplies the headers injected into every upstream request.
-	Credentials Credentials
-	// UpstreamTimeout bounds one upstream attempt.
-	UpstreamTimeout time.Duration
-	// UpstreamRateLimit caps requests per second sent upstream; zero
-	// means no cap. Quota holds its bucket (by default one in process).
-	UpstreamRateLimit float64
-	Quota             Limiter
+	// Upstream is the BlueTape client that answers misses.
+	Upstream *bluetape.Client
 	// Locker, if not nil, elects one replica to call the upstream for a
 	// cold id; the others wait for its answer in Cache.
 	Locker Locker
@@ -55,26 +47,13 @@ type Options struct {
 
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	// Version is sent upstream in the User-Agent.
-	Version string
-
-	// breaker tunes the circuit breaker in tests; zero means production.
-	breaker breakerSettings
 }
 
 // Gateway serves the API. Create it with New.
 type Gateway struct {
-	base        *url.URL
-	credentials Credentials
-	timeout     time.Duration
-	transport   *http.Transport
-	quota       Limiter
-	quotaPolicy ratelimit.Policy
-	locker      Locker
-	breaker     *breaker
-	retries     *retryBudget
-	flight      singleflight.Group
-	userAgent   string
+	upstream *bluetape.Client
+	locker   Locker
+	flight   singleflight.Group
 
 	cache     AnswerCache
 	policy    ratelimit.Policy
@@ -93,53 +72,35 @@ type Gateway struct {
 // New builds a gateway from o.
 func New(o Options) (*Gateway, error) {
 	switch {
-	case o.BaseURL == nil:
-		return nil, errors.New("proxy: BaseURL is required")
-	case o.Credentials == nil:
-		return nil, errors.New("proxy: Credentials is required")
+	case o.Upstream == nil:
+		return nil, errors.New("proxy: Upstream is required")
 	case o.Cache == nil || o.Limits == nil:
 		return nil, errors.New("proxy: Cache and Limits are required")
 	case o.Metrics == nil || o.Logger == nil:
 		return nil, errors.New("proxy: Metrics and Logger are required")
-	case o.UpstreamTimeout <= 0:
-		return nil, errors.New("proxy: UpstreamTimeout must be positive")
-	}
-	if o.Quota == nil {
-		o.Quota = LocalLimiter(ratelimit.New(ratelimit.Options{MaxKeys: 1}))
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 4096
 	}
 	g := &Gateway{
-		base:        o.BaseURL,
-		credentials: o.Credentials,
-		timeout:     o.UpstreamTimeout,
-		transport:   newUpstreamTransport(o.UpstreamTimeout),
-		quota:       o.Quota,
-		quotaPolicy: quotaPolicy(o.UpstreamRateLimit),
-		locker:      o.Locker,
-		retries:     newRetryBudget(),
-		userAgent:   "bluetape-gateway/" + o.Version,
-		cache:       o.Cache,
-		policy:      o.RateLimit,
-		limits:      o.Limits,
-		callers:     o.Callers,
-		maxFlight:   int64(o.MaxInFlight),
-		metrics:     o.Metrics,
-		log:         o.Logger,
-		access:      newAccessLog(o.Logger),
+		upstream:  o.Upstream,
+		locker:    o.Locker,
+		cache:     o.Cache,
+		policy:    o.RateLimit,
+		limits:    o.Limits,
+		callers:   o.Callers,
+		maxFlight: int64(o.MaxInFlight),
+		metrics:   o.Metrics,
+		log:       o.Logger,
+		access:    newAccessLog(o.Logger),
 	}
 	g.policyHdr = []string{policyHeader(g.policy)}
-	g.breaker = newBreaker(o.breaker, o.Metrics, o.Logger)
 	g.echo = g.newEcho(o.TrustedProxies)
 	return g, nil
 }
 
 // Handler returns the API's HTTP handler.
 func (g *Gateway) Handler() http.Handler { return g.echo }
-
-// CloseIdleConnections closes the upstream connections kept alive.
-func (g *Gateway) CloseIdleConnections() { g.transport.CloseIdleConnections() }
 
 // signupRoute is the API's one route.
 const signupRoute = "/customers/:id/signup"

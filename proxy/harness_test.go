@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
@@ -108,6 +109,12 @@ func (f *fakeUpstream) baseURL(t testing.TB) *url.URL {
 	return u
 }
 
+// testOptions are a test gateway's options and its client's.
+type testOptions struct {
+	Options
+	Client bluetape.Options
+}
+
 // testGateway is a gateway under test, served by an httptest server.
 type testGateway struct {
 	*Gateway
@@ -123,7 +130,7 @@ type testGateway struct {
 // limiting is off unless edit turns it on; edit may change any option
 // before the gateway is built. Cache options come from cacheOpts when
 // given.
-func newTestGateway(t testing.TB, edit func(*Options), cacheOpts ...cache.Options) *testGateway {
+func newTestGateway(t testing.TB, edit func(*testOptions), cacheOpts ...cache.Options) *testGateway {
 	t.Helper()
 	up := newFakeUpstream(t)
 	clock := gatewaytest.NewClock()
@@ -139,27 +146,40 @@ func newTestGateway(t testing.TB, edit func(*Options), cacheOpts ...cache.Option
 		t.Fatal(err)
 	}
 	logs := &gatewaytest.LogBuffer{}
-	o := Options{
-		BaseURL:         up.baseURL(t),
-		Credentials:     func() (string, string) { return testKey, testAccount },
-		UpstreamTimeout: 2 * time.Second,
-		Cache:           LocalCache(c),
-		Limits:          LocalLimiter(ratelimit.New(ratelimit.Options{Now: clock.Now})),
-		Metrics:         m,
-		Logger:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Version:         "test",
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o := testOptions{
+		Options: Options{
+			Cache:   LocalCache(c),
+			Limits:  LocalLimiter(ratelimit.New(ratelimit.Options{Now: clock.Now})),
+			Metrics: m,
+			Logger:  log,
+		},
+		Client: bluetape.Options{
+			BaseURL:     up.baseURL(t),
+			Credentials: func() (string, string) { return testKey, testAccount },
+			Timeout:     2 * time.Second,
+			Version:     "test",
+			Metrics:     m,
+		},
 	}
 	if edit != nil {
 		edit(&o)
 	}
-	g, err := New(o)
+	// The client logs where the gateway does, unless a test says otherwise.
+	if o.Client.Logger == nil {
+		o.Client.Logger = o.Logger
+	}
+	if o.Upstream, err = bluetape.New(o.Client); err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(o.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(func() {
 		srv.Close()
-		g.CloseIdleConnections()
+		o.Upstream.CloseIdleConnections()
 	})
 	return &testGateway{Gateway: g, URL: srv.URL, Upstream: up, Registry: reg, Cache: c, Clock: clock, Logs: logs}
 }
@@ -172,7 +192,14 @@ func (tg *testGateway) get(t testing.TB, path string, header ...string) (*http.R
 
 func (tg *testGateway) do(t testing.TB, method, path string, header ...string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, tg.URL+path, nil)
+	return httpDo(t, method, tg.URL+path, header...)
+}
+
+// httpDo sends a request with the given header pairs and returns the
+// answer with its body read.
+func httpDo(t testing.TB, method, url string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 // usable again.
 func TestMaxInFlightRefusesOverCap(t *testing.T) {
 	release := make(chan struct{})
-	tg := newTestGateway(t, func(o *Options) { o.MaxInFlight = 2 })
+	tg := newTestGateway(t, func(o *testOptions) { o.MaxInFlight = 2 })
 	tg.Upstream.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
@@ -53,7 +53,7 @@ func TestMaxInFlightRefusesOverCap(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After (%s)", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
-	checkErrorBody(t, resp, body)
+	errorBodyOf(t, resp, body)
 	if !strings.Contains(body, "capacity") {
 		t.Errorf("reason in %s does not say the gateway is at capacity", body)
 	}
@@ -85,7 +85,7 @@ func TestMaxInFlightRefusesOverCap(t *testing.T) {
 func settledGoroutines(tg *testGateway, limit int, within time.Duration) int {
 	deadline := time.Now().Add(within)
 	for {
-		tg.CloseIdleConnections()
+		tg.upstream.CloseIdleConnections()
 		http.DefaultClient.CloseIdleConnections()
 		n := runtime.NumGoroutine()
 		if n <= limit || time.Now().After(deadline) {
@@ -107,7 +107,11 @@ func heapInUse() uint64 {
 // goroutine and no memory.
 func TestAbandonedConnectionsLeaveNothingBehind(t *testing.T) {
 	tg := newTestGateway(t, nil)
+	var reached sync.Map // id → channel closed when its request reaches the upstream
 	tg.Upstream.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		if ch, ok := reached.LoadAndDelete(lastSegment(r.URL.Path)); ok {
+			close(ch.(chan struct{}))
+		}
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-r.Context().Done():
@@ -136,14 +140,21 @@ func TestAbandonedConnectionsLeaveNothingBehind(t *testing.T) {
 				conn.SetDeadline(time.Now().Add(5 * time.Second))
 				id := fmt.Sprintf("gone-%d-%d", round, i)
 				if i%2 == 0 {
-					// Half a request: the headers never end.
+					// Half a request: the headers never end. The server
+					// reads it until the hang-up.
 					fmt.Fprintf(conn, "GET /customers/%s/signup HTTP/1.1\r\nHost: gw\r\nX-Partial: ", id)
-				} else {
-					// A whole request, then a hang-up before the answer.
-					fmt.Fprintf(conn, "GET /customers/%s/signup HTTP/1.1\r\nHost: gw\r\n\r\n", id)
+					return
 				}
-				// Give the server time to start on it before leaving.
-				time.Sleep(20 * time.Millisecond)
+				// A whole request, then a hang-up once the gateway is
+				// calling the upstream for it, before the answer.
+				ch := make(chan struct{})
+				reached.Store(id, ch)
+				fmt.Fprintf(conn, "GET /customers/%s/signup HTTP/1.1\r\nHost: gw\r\n\r\n", id)
+				select {
+				case <-ch:
+				case <-time.After(5 * time.Second):
+					t.Errorf("request %s did not reach the upstream within 5s", id)
+				}
 			})
 		}
 		wg.Wait()

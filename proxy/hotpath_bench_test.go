@@ -5,8 +5,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
+	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
@@ -22,9 +24,9 @@ func (w *discardWriter) WriteHeader(int)             {}
 // runs it: rate limit on (with a limit too high to trigger), the buffered
 // access log at info level, metrics.
 func BenchmarkHotPath(b *testing.B) {
-	logs := NewLogHandler(io.Discard, slog.LevelInfo)
+	logs := logging.New(io.Discard, slog.LevelInfo)
 	b.Cleanup(func() { logs.Close() })
-	tg := newTestGateway(b, func(o *Options) {
+	tg := newTestGateway(b, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 1e9, Burst: 1e9}
 		o.Logger = slog.New(logs)
 	})
@@ -43,5 +45,25 @@ func BenchmarkHotPath(b *testing.B) {
 	}
 	if w.h.Get("X-Cache") != "HIT" {
 		b.Fatalf("X-Cache %q; want HIT", w.h.Get("X-Cache"))
+	}
+}
+
+// BenchmarkMiss is a request for an id never seen: the whole handler, one
+// upstream call on loopback, the answer checked, encoded and cached.
+func BenchmarkMiss(b *testing.B) {
+	tg := newTestGateway(b, nil)
+	h := tg.Handler()
+	w := &discardWriter{h: make(http.Header, 8)}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		req := httptest.NewRequest(http.MethodGet, "/customers/cold"+strconv.Itoa(i)+"/signup", nil)
+		req.RemoteAddr = "10.1.2.3:40000"
+		clear(w.h)
+		h.ServeHTTP(w, req)
+		if w.h.Get("X-Cache") != "MISS" {
+			b.Fatalf("X-Cache %q; want MISS", w.h.Get("X-Cache"))
+		}
 	}
 }

@@ -1,7 +1,5 @@
 package proxy
 
-import "net/url"
-
 // MaxIDLength is the longest customer id the gateway accepts.
 const MaxIDLength = 128
 
@@ -22,15 +20,4 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
-}
-
-// upstreamURL builds BlueTape's signup URL for id under base, which has
-// no trailing slash. id is escaped as one path segment, so whatever it
-// holds cannot change the host, the path around it or the query.
-func upstreamURL(base *url.URL, id string) *url.URL {
-	u := *base
-	u.Path = base.Path + "/integration/customer/" + id + "/signup"
-	u.RawPath = base.EscapedPath() + "/integration/customer/" + url.PathEscape(id) + "/signup"
-	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
-	return &u
 }

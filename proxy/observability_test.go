@@ -14,14 +14,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +29,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
+	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
@@ -57,35 +55,18 @@ func obsRegistry(t *testing.T) *callers.Registry {
 
 // obsLogHandler gives a test gateway the production log handler at level,
 // writing into the returned buffer; read it after Flush.
-func obsLogHandler(t *testing.T, level slog.Level) (func(*Options), *gatewaytest.LogBuffer, *LogHandler) {
+func obsLogHandler(t *testing.T, level slog.Level) (func(*testOptions), *gatewaytest.LogBuffer, *logging.Handler) {
 	buf := &gatewaytest.LogBuffer{}
-	h := NewLogHandler(buf, level)
+	h := logging.New(buf, level)
 	t.Cleanup(func() { h.Close() })
-	return func(o *Options) { o.Logger = slog.New(h) }, buf, h
-}
-
-// obsLines decodes JSON log lines; every line must be an object.
-func obsLines(t *testing.T, logs string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSuffix(logs, "\n"), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line is not a JSON object: %v\n%s", err, line)
-		}
-		out = append(out, m)
-	}
-	return out
+	return func(o *testOptions) { o.Logger = slog.New(h) }, buf, h
 }
 
 // obsAccessLines returns the access lines among logs.
 func obsAccessLines(t *testing.T, logs string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for _, m := range obsLines(t, logs) {
+	for _, m := range gatewaytest.JSONLines(t, logs) {
 		if m["msg"] == "request" {
 			out = append(out, m)
 		}
@@ -144,8 +125,8 @@ func TestAccessLogFields(t *testing.T) {
 	for _, path := range []string{"slog", "LogHandler"} {
 		t.Run(path, func(t *testing.T) {
 			var buf *gatewaytest.LogBuffer
-			var h *LogHandler
-			edit := func(*Options) {}
+			var h *logging.Handler
+			edit := func(*testOptions) {}
 			if path == "LogHandler" {
 				edit, buf, h = obsLogHandler(t, slog.LevelDebug)
 			}
@@ -221,20 +202,20 @@ func TestAccessLogMatchesSlog(t *testing.T) {
 		method, route string
 		st            requestState
 		status        int
-		err           error
+		err           *apiError
 		rid           string
 	}{
 		{method: "GET", route: signupRoute, st: requestState{caller: "billing-service", cache: "hit"}, status: 200, rid: "abc"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous", cache: "miss", upstream: "200", shared: true}, status: 200, rid: "4bf92f3577b34da6a3ce929d0e0e4736"},
 		{method: "M-SEARCH", route: "", st: requestState{caller: "-"}, status: 404, rid: "a:b/c+d=e.f_g-h"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous", cache: "miss", upstream: "timeout"}, status: 504,
-			err: errors.New("upstream timeout: context deadline exceeded"), rid: "r"},
+			err: errorStatus(errors.New("upstream timeout: context deadline exceeded")), rid: "r"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "svc", cache: "miss", upstream: "error"}, status: 502,
-			err: errors.New("quote \" backslash \\ newline \n return \r tab \t nul \x00 esc \x1b del \x7f <html>&amp; é ünï 😀 bad \xff\xfe sep \u2028 \u2029 end"), rid: ""},
+			err: errorStatus(errors.New("quote \" backslash \\ newline \n return \r tab \t nul \x00 esc \x1b del \x7f <html>&amp; é ünï 😀 bad \xff\xfe sep \u2028 \u2029 end")), rid: ""},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous", cache: "miss"}, status: 503,
-			err: errors.New("at capacity"), rid: "x"},
+			err: errorStatus(errors.New("at capacity")), rid: "x"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous"}, status: 500,
-			err: errors.New(strings.Repeat("long error ", 100)), rid: "y"},
+			err: errorStatus(errors.New(strings.Repeat("long error ", 100))), rid: "y"},
 		{method: "GET", route: signupRoute, st: requestState{caller: "anonymous"}, status: 400, err: errInvalidID, rid: "z"},
 	}
 	timeField := regexp.MustCompile(`^\{"time":"[^"]*",`)
@@ -246,7 +227,7 @@ func TestAccessLogMatchesSlog(t *testing.T) {
 			d := 1234567 * time.Nanosecond
 
 			var fast, slow bytes.Buffer
-			h := NewLogHandler(&fast, slog.LevelDebug)
+			h := logging.New(&fast, slog.LevelDebug)
 			newAccessLog(slog.New(h)).write(c, &tc.st, tc.status, d, tc.rid, tc.err)
 			h.Close()
 			newAccessLog(slog.New(slog.NewJSONHandler(&slow, &slog.HandlerOptions{Level: slog.LevelDebug}))).
@@ -311,7 +292,7 @@ func TestAccessLogLevel(t *testing.T) {
 			if err := h.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			for _, line := range obsLines(t, buf.String()) {
+			for _, line := range gatewaytest.JSONLines(t, buf.String()) {
 				if line["level"] == "INFO" || line["level"] == "DEBUG" {
 					t.Errorf("at level %s, a line of level %s: %v", level, line["level"], line)
 				}
@@ -329,145 +310,6 @@ func TestAccessLogLevel(t *testing.T) {
 			}
 		})
 	}
-}
-
-// obsCountingWriter counts the writes it receives.
-type obsCountingWriter struct {
-	gatewaytest.LogBuffer
-	writes atomic.Int64
-}
-
-func (w *obsCountingWriter) Write(p []byte) (int, error) {
-	w.writes.Add(1)
-	return w.LogBuffer.Write(p)
-}
-
-func TestLogHandler(t *testing.T) {
-	t.Run("batches lines", func(t *testing.T) {
-		w := &obsCountingWriter{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		defer h.Close()
-		log := slog.New(h)
-		for i := range 1000 {
-			log.Info("line", "i", i)
-		}
-		if err := h.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if n := len(obsLines(t, w.String())); n != 1000 {
-			t.Fatalf("got %d lines; want 1000", n)
-		}
-		if n := w.writes.Load(); n > 100 {
-			t.Errorf("1000 lines took %d writes; want them batched", n)
-		}
-	})
-	t.Run("flushes after a delay", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		defer h.Close()
-		slog.New(h).Info("waiting")
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(w.String(), `"msg":"waiting"`) {
-			if time.Now().After(deadline) {
-				t.Fatalf("an info line was not written within 5s (LogFlushDelay is %v)", LogFlushDelay)
-			}
-			time.Sleep(time.Millisecond) // polling a condition, bounded by the deadline
-		}
-	})
-	t.Run("warnings are written at once", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		defer h.Close()
-		log := slog.New(h)
-		log.Info("before")
-		log.Warn("now")
-		lines := obsLines(t, w.String())
-		if len(lines) != 2 || lines[0]["msg"] != "before" || lines[1]["msg"] != "now" {
-			t.Errorf("after Warn returned, the output is %q; want both lines in order", w.String())
-		}
-	})
-	t.Run("close flushes and then writes through", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		log := slog.New(h)
-		log.Info("one")
-		if err := h.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if n := len(obsLines(t, w.String())); n != 1 {
-			t.Fatalf("after Close, %d lines written; want 1", n)
-		}
-		log.Info("two")
-		if n := len(obsLines(t, w.String())); n != 2 {
-			t.Errorf("a line logged after Close was not written at once")
-		}
-	})
-	t.Run("lines larger than a batch", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		log := slog.New(h)
-		big := strings.Repeat("b", 3*logBatch)
-		log.Info("small", "n", 1)
-		log.Info("big", "v", big)
-		log.Info("small", "n", 2)
-		log.Info("almost", "v", big[:logBatch-100])
-		log.Info("small", "n", 3)
-		h.Close()
-		lines := obsLines(t, w.String())
-		var msgs []string
-		for _, l := range lines {
-			msgs = append(msgs, fmt.Sprint(l["msg"]))
-		}
-		if want := []string{"small", "big", "small", "almost", "small"}; !slices.Equal(msgs, want) {
-			t.Fatalf("got lines %q; want %q", msgs, want)
-		}
-		if lines[1]["v"] != big {
-			t.Error("the big line was not written whole")
-		}
-	})
-	t.Run("concurrent writers", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		log := slog.New(h)
-		a := newAccessLog(log)
-		c := echo.New().NewContext(httptest.NewRequest(http.MethodGet, "/x", nil), httptest.NewRecorder())
-		c.SetPath(signupRoute)
-		var wg sync.WaitGroup
-		for g := range 8 {
-			wg.Go(func() {
-				st := requestState{start: time.Now(), caller: "anonymous", cache: "hit"}
-				for i := range 500 {
-					if i%2 == 0 {
-						a.write(c, &st, 200, time.Microsecond, fmt.Sprintf("g%d-%d", g, i), nil)
-					} else {
-						log.Info("other", "g", g, "i", i, "pad", strings.Repeat("p", i*37%300))
-					}
-				}
-			})
-		}
-		wg.Wait()
-		h.Close()
-		if n := len(obsLines(t, w.String())); n != 8*500 {
-			t.Errorf("got %d lines; want %d", n, 8*500)
-		}
-	})
-	t.Run("derived loggers share the buffer", func(t *testing.T) {
-		w := &gatewaytest.LogBuffer{}
-		h := NewLogHandler(w, slog.LevelInfo)
-		root := slog.New(h)
-		derived := root.With("component", "x").WithGroup("g")
-		if newAccessLog(derived).out != nil {
-			t.Error("the access log bypasses a derived logger's attributes")
-		}
-		root.Info("first")
-		derived.Info("second", "k", "v")
-		root.Info("third")
-		h.Close()
-		lines := obsLines(t, w.String())
-		if len(lines) != 3 || lines[1]["component"] != "x" || lines[2]["msg"] != "third" {
-			t.Errorf("got %q", w.String())
-		}
-	})
 }
 
 // obsWeirdRequests sends requests whose every caller-chosen part is odd:
@@ -525,7 +367,7 @@ func obsCheckLabels(t *testing.T, reg prometheus.Gatherer, callerNames ...string
 		"result": func(v string) bool {
 			return slices.Contains([]string{metrics.CacheHit, metrics.CacheMiss, metrics.CacheStale, metrics.CacheNegativeHit}, v)
 		},
-		"caller": func(v string) bool { return v == anonymous || slices.Contains(callerNames, v) },
+		"caller": func(v string) bool { return v == callers.Anonymous || slices.Contains(callerNames, v) },
 		"secret": func(v string) bool { return slices.Contains([]string{"api_key", "account_id", "callers"}, v) },
 	}
 	families, err := reg.Gather()
@@ -558,8 +400,8 @@ func obsCheckLabels(t *testing.T, reg prometheus.Gatherer, callerNames ...string
 // one with callers, and checks that no label took a caller-chosen value
 // and that none of them reached /metrics.
 func TestMetricLabelsStayFixed(t *testing.T) {
-	open := newTestGateway(t, func(o *Options) {
-		o.UpstreamTimeout = 200 * time.Millisecond
+	open := newTestGateway(t, func(o *testOptions) {
+		o.Client.Timeout = 200 * time.Millisecond
 		o.RateLimit = ratelimit.Policy{Rate: 0.001, Burst: 200}
 	})
 	open.Upstream.setHandler(obsRoute(`{"code": "x", "reason": "` + obsMarker + `"}`))
@@ -575,7 +417,7 @@ func TestMetricLabelsStayFixed(t *testing.T) {
 		open.get(t, "/customers/ok-limit/signup")
 	}
 
-	withCallers := newTestGateway(t, func(o *Options) {
+	withCallers := newTestGateway(t, func(o *testOptions) {
 		r := obsRegistry(t)
 		o.Callers = func() *callers.Registry { return r }
 		o.RateLimit = ratelimit.Policy{Rate: 0.001, Burst: 200}
@@ -601,7 +443,7 @@ func TestMetricLabelsStayFixed(t *testing.T) {
 		label string
 		value string
 	}{
-		{metrics.RateLimitedTotal, "caller", anonymous},
+		{metrics.RateLimitedTotal, "caller", callers.Anonymous},
 		{metrics.RateLimitedTotal, "caller", "billing-service"},
 		{metrics.CacheLookupsTotal, "result", metrics.CacheHit},
 		{metrics.CacheLookupsTotal, "result", metrics.CacheMiss},
@@ -616,38 +458,12 @@ func TestMetricLabelsStayFixed(t *testing.T) {
 	} {
 		found := false
 		for _, tg := range []*testGateway{open, withCallers} {
-			found = found || obsSeries(t, tg.Registry, want.name, want.label, want.value) > 0
+			found = found || metricValue(t, tg.Registry, want.name, want.label, want.value) > 0
 		}
 		if !found {
 			t.Errorf("no %s{%s=%q}: the test did not reach it", want.name, want.label, want.value)
 		}
 	}
-}
-
-// obsSeries returns the value of the series of name with label=value
-// (the count, for a histogram), or 0 when there is none.
-func obsSeries(t *testing.T, reg prometheus.Gatherer, name, label, value string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					if h := m.GetHistogram(); h != nil {
-						return float64(h.GetSampleCount())
-					}
-					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
 
 // TestMetricsCountEveryRequest checks that each request is counted once,
@@ -678,10 +494,10 @@ func TestMetricsCountEveryRequest(t *testing.T) {
 		want[fmt.Sprint(r.code)]++
 	}
 	for code, n := range want {
-		if got := obsSeries(t, tg.Registry, metrics.RequestsTotal, "code", code); got != float64(n) {
+		if got := metricValue(t, tg.Registry, metrics.RequestsTotal, "code", code); got != float64(n) {
 			t.Errorf("requests_total{code=%q} = %v; want %d", code, got, n)
 		}
-		if got := obsSeries(t, tg.Registry, metrics.RequestDuration, "code", code); got != float64(n) {
+		if got := metricValue(t, tg.Registry, metrics.RequestDuration, "code", code); got != float64(n) {
 			t.Errorf("request_duration_seconds_count{code=%q} = %v; want %d", code, got, n)
 		}
 	}
@@ -689,7 +505,7 @@ func TestMetricsCountEveryRequest(t *testing.T) {
 		t.Errorf("%d access lines; want 9, one per request", n)
 	}
 	for result, n := range map[string]float64{"hit": 1, "miss": 2, "negative_hit": 1} {
-		if got := obsSeries(t, tg.Registry, metrics.CacheLookupsTotal, "result", result); got != n {
+		if got := metricValue(t, tg.Registry, metrics.CacheLookupsTotal, "result", result); got != n {
 			t.Errorf("cache_lookups_total{result=%q} = %v; want %v", result, got, n)
 		}
 	}
@@ -742,9 +558,9 @@ func (c obsPanickingCache) Get(ctx context.Context, id string) (*cache.Entry, ca
 func TestSecretsNeverLogged(t *testing.T) {
 	edit, logs, h := obsLogHandler(t, slog.LevelDebug)
 	echoed := `{"code": "x", "reason": "bad key ` + testKey + ` for account ` + testAccount + `"}`
-	tg := newTestGateway(t, func(o *Options) {
+	tg := newTestGateway(t, func(o *testOptions) {
 		edit(o)
-		o.UpstreamTimeout = 200 * time.Millisecond
+		o.Client.Timeout = 200 * time.Millisecond
 		o.Cache = obsPanickingCache{o.Cache}
 	})
 	tg.Upstream.setHandler(obsRoute(echoed))
@@ -770,9 +586,9 @@ func TestSecretsNeverLogged(t *testing.T) {
 	refused := ln.Addr().String()
 	ln.Close()
 	edit2, logs2, h2 := obsLogHandler(t, slog.LevelDebug)
-	down := newTestGateway(t, func(o *Options) {
+	down := newTestGateway(t, func(o *testOptions) {
 		edit2(o)
-		o.BaseURL.Host = refused
+		o.Client.BaseURL.Host = refused
 	})
 	down.get(t, "/customers/refused/signup")
 
@@ -823,12 +639,12 @@ func BenchmarkAccessLog(b *testing.B) {
 			name string
 			new  func(io.Writer) slog.Handler
 		}{
-			{"LogHandler", func(w io.Writer) slog.Handler { return NewLogHandler(w, slog.LevelInfo) }},
+			{"LogHandler", func(w io.Writer) slog.Handler { return logging.New(w, slog.LevelInfo) }},
 			{"slog", func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) }},
 		} {
 			b.Run(h.name+"/"+out.name, func(b *testing.B) {
 				handler := h.new(out.w)
-				if lh, ok := handler.(*LogHandler); ok {
+				if lh, ok := handler.(*logging.Handler); ok {
 					b.Cleanup(func() { lh.Close() })
 				}
 				a := newAccessLog(slog.New(handler))
@@ -842,46 +658,4 @@ func BenchmarkAccessLog(b *testing.B) {
 			})
 		}
 	}
-}
-
-// BenchmarkCacheHitObserved measures a whole cache hit through the
-// gateway's handler, metrics and access line included, with the access
-// log through a LogHandler.
-func BenchmarkCacheHitObserved(b *testing.B) {
-	h := NewLogHandler(io.Discard, slog.LevelInfo)
-	b.Cleanup(func() { h.Close() })
-	c := cache.New(cache.Options{TTL: time.Hour, MaxEntries: 10})
-	m, err := metrics.New(prometheus.NewRegistry(), "bench", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	base, err := url.Parse("http://127.0.0.1:1/genericBthubService")
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := New(Options{
-		BaseURL:         base,
-		Credentials:     func() (string, string) { return "k", "a" },
-		UpstreamTimeout: time.Second,
-		Cache:           LocalCache(c),
-		Limits:          LocalLimiter(ratelimit.New(ratelimit.Options{})),
-		Metrics:         m,
-		Logger:          slog.New(h),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c.SetFound("alice", []byte(`{"signUpUrl":"https://www.bluetape.com/signup?id=1"}`))
-	handler := g.Handler()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		req := httptest.NewRequest(http.MethodGet, "/customers/alice/signup", nil)
-		for pb.Next() {
-			rec := httptest.NewRecorder()
-			handler.ServeHTTP(rec, req)
-			if rec.Code != http.StatusOK {
-				b.Fatalf("status %d", rec.Code)
-			}
-		}
-	})
 }

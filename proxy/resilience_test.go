@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -19,12 +17,13 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
-// metricValue returns the value of the counter or gauge series of family
-// name whose labels include the given name/value pairs; 0 when there is
-// no such series.
+// metricValue returns the value of the series of family name whose labels
+// include the given name/value pairs (the count, for a histogram); 0 when
+// there is no such series.
 func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	families, err := g.Gather()
@@ -47,6 +46,9 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels ...str
 				if !found {
 					continue series
 				}
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
 			}
 			if c := m.GetCounter(); c != nil {
 				return c.GetValue()
@@ -110,32 +112,16 @@ func hangUntilCancelled(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// checkErrorBody fails the test unless body is the contract's error body
-// for status: exactly {"code": "<status>", "reason": "..."} as JSON.
-func checkErrorBody(t *testing.T, resp *http.Response, body string) {
-	t.Helper()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("Content-Type %q; want application/json", ct)
-	}
-	var v map[string]string
-	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		t.Fatalf("error body %q is not a JSON object of strings: %v", body, err)
-	}
-	if len(v) != 2 || v["code"] != strconv.Itoa(resp.StatusCode) || v["reason"] == "" {
-		t.Errorf("error body %q; want exactly code %q and a reason", body, strconv.Itoa(resp.StatusCode))
-	}
-}
-
 func TestRetriesOnlyTransientFailures(t *testing.T) {
 	cases := map[string]struct {
 		fail   http.HandlerFunc
 		status int   // the answer when every attempt fails
 		calls  int64 // upstream calls for one request
 	}{
-		"reset connection": {fail: resetConnection, status: 502, calls: maxAttempts},
-		"502":              {fail: answerWith(502, `bad gateway`), status: 502, calls: maxAttempts},
-		"503":              {fail: answerWith(503, `unavailable`), status: 502, calls: maxAttempts},
-		"504":              {fail: answerWith(504, `gateway timeout`), status: 502, calls: maxAttempts},
+		"reset connection": {fail: resetConnection, status: 502, calls: bluetape.MaxAttempts},
+		"502":              {fail: answerWith(502, `bad gateway`), status: 502, calls: bluetape.MaxAttempts},
+		"503":              {fail: answerWith(503, `unavailable`), status: 502, calls: bluetape.MaxAttempts},
+		"504":              {fail: answerWith(504, `gateway timeout`), status: 502, calls: bluetape.MaxAttempts},
 		"500":              {fail: answerWith(500, `{"code": "500", "reason": "Unexpected error."}`), status: 502, calls: 1},
 		"404":              {fail: answerWith(404, `{"code": "404", "reason": "Customer not found."}`), status: 404, calls: 1},
 		"400":              {fail: answerWith(400, `{"code": "400", "reason": "Bad id."}`), status: 400, calls: 1},
@@ -147,13 +133,13 @@ func TestRetriesOnlyTransientFailures(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = 200 * time.Millisecond })
+			tg := newTestGateway(t, func(o *testOptions) { o.Client.Timeout = 200 * time.Millisecond })
 			tg.Upstream.setHandler(tc.fail)
 			resp, body := tg.get(t, "/customers/c1/signup")
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d; want %d (%s)", resp.StatusCode, tc.status, body)
 			}
-			checkErrorBody(t, resp, body)
+			errorBodyOf(t, resp, body)
 			if got := tg.Upstream.calls.Load(); got != tc.calls {
 				t.Errorf("upstream calls %d; want %d", got, tc.calls)
 			}
@@ -202,7 +188,7 @@ func TestRetryRecoversFromOneFailure(t *testing.T) {
 // deadline: retries stop when the time left cannot fit one.
 func TestRetriesStayWithinDeadline(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	tg := newTestGateway(t, func(o *Options) { o.UpstreamTimeout = timeout })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Timeout = timeout })
 	tg.Upstream.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(timeout * 6 / 10):
@@ -217,11 +203,11 @@ func TestRetriesStayWithinDeadline(t *testing.T) {
 		t.Fatalf("status %d; want 502 or 504 (%s)", resp.StatusCode, body)
 	}
 	// The budget is two attempts' worth; allow for scheduling under -race.
-	if limit := tg.fetchBudget() + 250*time.Millisecond; elapsed > limit {
+	if limit := tg.upstream.Budget() + 250*time.Millisecond; elapsed > limit {
 		t.Errorf("answered after %v; want at most %v", elapsed, limit)
 	}
-	if calls := tg.Upstream.calls.Load(); calls < 2 || calls > maxAttempts {
-		t.Errorf("upstream calls %d; want 2 to %d", calls, maxAttempts)
+	if calls := tg.Upstream.calls.Load(); calls < 2 || calls > bluetape.MaxAttempts {
+		t.Errorf("upstream calls %d; want 2 to %d", calls, bluetape.MaxAttempts)
 	}
 }
 
@@ -230,7 +216,7 @@ func TestRetriesStayWithinDeadline(t *testing.T) {
 func neverTrip(gobreaker.Counts) bool { return false }
 
 func TestRetryBudgetStopsRetriesInOutage(t *testing.T) {
-	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{trip: neverTrip} })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Breaker = bluetape.BreakerSettings{Trip: neverTrip} })
 	tg.Upstream.answer(503, "down")
 	var perRequest []int64
 	for i := range 12 {
@@ -261,8 +247,8 @@ func TestRetryBudgetStopsRetriesInOutage(t *testing.T) {
 	tg.Upstream.answer(503, "down")
 	before := tg.Upstream.calls.Load()
 	tg.get(t, "/customers/after/signup")
-	if got := tg.Upstream.calls.Load() - before; got != maxAttempts {
-		t.Errorf("after recovery, upstream calls %d; want %d (retries resumed)", got, maxAttempts)
+	if got := tg.Upstream.calls.Load() - before; got != bluetape.MaxAttempts {
+		t.Errorf("after recovery, upstream calls %d; want %d (retries resumed)", got, bluetape.MaxAttempts)
 	}
 }
 
@@ -290,8 +276,8 @@ func TestRetryBudgetInPartialOutage(t *testing.T) {
 			}
 		}
 	}
-	if badCalls[0] != maxAttempts {
-		t.Errorf("first failing request made %d calls; want %d", badCalls[0], maxAttempts)
+	if badCalls[0] != bluetape.MaxAttempts {
+		t.Errorf("first failing request made %d calls; want %d", badCalls[0], bluetape.MaxAttempts)
 	}
 	for i, n := range badCalls[10:] {
 		if n != 1 {
@@ -323,9 +309,9 @@ func (tg *testGateway) tripBreaker(t *testing.T) (*http.Response, string) {
 }
 
 func TestBreakerOpensOnSustainedFailure(t *testing.T) {
-	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: time.Hour} })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Breaker = bluetape.BreakerSettings{OpenFor: time.Hour} })
 	resp, body := tg.tripBreaker(t)
-	checkErrorBody(t, resp, body)
+	errorBodyOf(t, resp, body)
 	if ra := resp.Header.Get("Retry-After"); ra != "3600" {
 		t.Errorf("Retry-After %q; want 3600, the time left open", ra)
 	}
@@ -360,13 +346,13 @@ func TestBreakerRetryAfterByDefault(t *testing.T) {
 	tg := newTestGateway(t, nil)
 	resp, _ := tg.tripBreaker(t)
 	ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
-	if err != nil || ra < 1 || ra > int(breakerOpen/time.Second) {
-		t.Errorf("Retry-After %q; want 1 to %d", resp.Header.Get("Retry-After"), int(breakerOpen/time.Second))
+	if err != nil || ra < 1 || ra > int(bluetape.BreakerOpenFor/time.Second) {
+		t.Errorf("Retry-After %q; want 1 to %d", resp.Header.Get("Retry-After"), int(bluetape.BreakerOpenFor/time.Second))
 	}
 }
 
 func TestBreakerHalfOpensThenCloses(t *testing.T) {
-	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: 100 * time.Millisecond} })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Breaker = bluetape.BreakerSettings{OpenFor: 100 * time.Millisecond} })
 	tg.tripBreaker(t)
 	// No request is needed for the gauge to show the half-open state.
 	gatewaytest.WaitFor(t, 5*time.Second, "the half-open state", func() bool {
@@ -390,7 +376,7 @@ func TestBreakerHalfOpensThenCloses(t *testing.T) {
 }
 
 func TestBreakerReopensWhenProbeFails(t *testing.T) {
-	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: 100 * time.Millisecond} })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Breaker = bluetape.BreakerSettings{OpenFor: 100 * time.Millisecond} })
 	tg.tripBreaker(t)
 	gatewaytest.WaitFor(t, 5*time.Second, "the half-open state", func() bool {
 		return metricValue(t, tg.Registry, metrics.CircuitBreakerState) == 1
@@ -411,7 +397,7 @@ func TestBreakerReopensWhenProbeFails(t *testing.T) {
 // While the breaker holds requests back, an id with an expired entry is
 // still answered from it.
 func TestOpenBreakerServesStale(t *testing.T) {
-	tg := newTestGateway(t, func(o *Options) { o.breaker = breakerSettings{openFor: time.Hour} })
+	tg := newTestGateway(t, func(o *testOptions) { o.Client.Breaker = bluetape.BreakerSettings{OpenFor: time.Hour} })
 	if resp, _ := tg.get(t, "/customers/known/signup"); resp.StatusCode != 200 {
 		t.Fatalf("warming: status %d", resp.StatusCode)
 	}
@@ -424,40 +410,6 @@ func TestOpenBreakerServesStale(t *testing.T) {
 	}
 	if tg.Upstream.calls.Load() != calls {
 		t.Error("the open breaker let a call through")
-	}
-}
-
-func TestBackoffIsJitteredAndCapped(t *testing.T) {
-	for attempt := 1; attempt <= 8; attempt++ {
-		limit := min(backoffCap, backoffBase<<(attempt-1))
-		seen := map[time.Duration]bool{}
-		for range 200 {
-			d := backoff(attempt)
-			if d < 0 || d > limit {
-				t.Fatalf("backoff(%d) = %v; want within [0, %v]", attempt, d, limit)
-			}
-			seen[d] = true
-		}
-		if len(seen) < 100 {
-			t.Errorf("backoff(%d) took %d distinct values in 200 draws; want jitter", attempt, len(seen))
-		}
-	}
-}
-
-func TestRetryBudget(t *testing.T) {
-	b := newRetryBudget()
-	var allowed []bool
-	for range 7 {
-		allowed = append(allowed, b.failure())
-	}
-	if want := "[true true true true false false false]"; fmt.Sprint(allowed) != want {
-		t.Errorf("retries allowed %v; want %s", allowed, want)
-	}
-	for range 1000 {
-		b.success()
-	}
-	if b.tokens != b.max {
-		t.Errorf("tokens %v after many successes; want the cap %v", b.tokens, b.max)
 	}
 }
 
@@ -520,21 +472,19 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reloadErrs atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	var watchers sync.WaitGroup
-	for _, s := range []*config.SecretSource{key, acct} {
-		watchers.Go(func() {
-			s.Watch(ctx, func(_ bool, err error) {
+	// poll reloads both secret files, as main does every second.
+	poll := func() {
+		for _, s := range []*config.SecretSource{key, acct} {
+			s.Poll(func(_ bool, err error) {
 				if err != nil {
 					reloadErrs.Add(1)
 				}
 			})
-		})
+		}
 	}
-	t.Cleanup(func() { cancel(); watchers.Wait() })
 
-	tg := newTestGateway(t, func(o *Options) {
-		o.Credentials = func() (string, string) { return key.Get().Reveal(), acct.Get().Reveal() }
+	tg := newTestGateway(t, func(o *testOptions) {
+		o.Client.Credentials = func() (string, string) { return key.Get().Reveal(), acct.Get().Reveal() }
 	})
 	checker := &keyChecker{}
 	checker.accept(oldKey)
@@ -582,7 +532,7 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic with the old key", func() bool { return checker.count(oldKey) >= 10 })
 	checker.accept(oldKey, newKey)
 	vol.Update(map[string]string{"api-key": newKey + "\n", "account-id": account + "\n"})
-	gatewaytest.WaitFor(t, 10*time.Second, "the new key upstream", func() bool { return checker.count(newKey) >= 10 })
+	gatewaytest.WaitFor(t, 10*time.Second, "the new key upstream", func() bool { poll(); return checker.count(newKey) >= 10 })
 	close(stop)
 	if failures := wait(); len(failures) > 0 {
 		t.Fatalf("%d requests failed during the rotation, first: %s", len(failures), failures[0])
@@ -595,7 +545,7 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the rotation", func() bool { return checker.count(newKey) >= 30 })
 	// A rotation that leaves an empty file is refused: the new key stays.
 	vol.Update(map[string]string{"api-key": "\n", "account-id": account + "\n"})
-	gatewaytest.WaitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { return reloadErrs.Load() > 0 })
+	gatewaytest.WaitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { poll(); return reloadErrs.Load() > 0 })
 	n := checker.count(newKey)
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the failed reload", func() bool { return checker.count(newKey) >= n+20 })
 	close(stop)

@@ -16,37 +16,37 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
-	"github.com/bluetape/bluetape-gateway/proxy/shared"
-	"github.com/bluetape/bluetape-gateway/proxy/shared/redistest"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 var (
-	_ AnswerCache = (*shared.Cache)(nil)
-	_ Limiter     = (*shared.Limiter)(nil)
-	_ Locker      = (*shared.Locker)(nil)
+	_ AnswerCache = (*redisstore.TwoLevelCache)(nil)
+	_ Limiter     = (*redisstore.Buckets)(nil)
+	_ Locker      = (*redisstore.Election)(nil)
 )
 
 // sharedGateway is one replica of a fleet sharing one Redis and one fake
 // upstream.
 type sharedGateway struct {
 	*testGateway
-	store *shared.Store
+	store *redisstore.Backend
 	l1    *cache.Cache
 }
 
 // newSharedGateway builds a replica as main does with GATEWAY_REDIS_URL
 // set, in front of up; edit may change the gateway's options.
-func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func(*Options)) *sharedGateway {
+func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func(*testOptions)) *sharedGateway {
 	t.Helper()
 	sg := &sharedGateway{}
-	sg.testGateway = newTestGateway(t, func(o *Options) {
-		o.BaseURL = up.baseURL(t)
+	sg.testGateway = newTestGateway(t, func(o *testOptions) {
+		o.Client.BaseURL = up.baseURL(t)
 		co := cache.Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 1000}
 		sg.l1 = cache.New(co)
-		s, err := shared.New(context.Background(), shared.Options{
+		s, err := redisstore.New(context.Background(), redisstore.Options{
 			URL: redisURL, L1: sg.l1, Local: ratelimit.New(ratelimit.Options{}),
-			TTL: co.TTL, NegativeTTL: co.NegativeTTL, StaleTTL: co.StaleTTL,
 			// A generous timeout keeps a loaded test machine from
 			// turning slow answers into fallbacks.
 			Timeout: 5 * time.Second, RetryAfter: 20 * time.Millisecond,
@@ -57,7 +57,7 @@ func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func
 		}
 		t.Cleanup(func() { s.Close() })
 		sg.store = s
-		o.Cache, o.Limits, o.Quota, o.Locker = s.Cache(), s.Limiter(), s.Limiter(), s.Locker()
+		o.Cache, o.Limits, o.Client.Quota, o.Locker = s.Cache(), s.Limiter(), s.Limiter(), s.Locker()
 		if edit != nil {
 			edit(o)
 		}
@@ -66,7 +66,7 @@ func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func
 }
 
 // sharedFleet starts a Redis and n replicas in front of one fake upstream.
-func sharedFleet(t *testing.T, n int, edit func(*Options)) (*redistest.Server, *fakeUpstream, []*sharedGateway) {
+func sharedFleet(t *testing.T, n int, edit func(*testOptions)) (*redistest.Server, *fakeUpstream, []*sharedGateway) {
 	t.Helper()
 	srv := redistest.Start(t)
 	up := newFakeUpstream(t)
@@ -137,7 +137,7 @@ func TestSharedColdIDOneUpstreamCall(t *testing.T) {
 			statuses <- resp.StatusCode
 		}()
 	}
-	sharedPoll(t, "every replica is serving the request and one reached the upstream", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "every replica is serving the request and one reached the upstream", func() bool {
 		for _, g := range gws {
 			if g.InFlight() != 1 {
 				return false
@@ -160,7 +160,7 @@ func TestSharedColdIDOneUpstreamCall(t *testing.T) {
 // reaches.
 func TestSharedRateLimitAcrossGateways(t *testing.T) {
 	const burst = 4
-	_, _, gws := sharedFleet(t, 2, func(o *Options) {
+	_, _, gws := sharedFleet(t, 2, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 0.01, Burst: burst}
 	})
 	var ok, limited int
@@ -186,9 +186,9 @@ func TestSharedRateLimitAcrossGateways(t *testing.T) {
 // Redis dies under traffic: no request fails, the failures are counted,
 // and when Redis comes back on the same address the replicas share again.
 func TestSharedRedisOutageUnderTraffic(t *testing.T) {
-	srv, up, gws := sharedFleet(t, 2, func(o *Options) {
+	srv, up, gws := sharedFleet(t, 2, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 1e6, Burst: 1e6}
-		o.UpstreamRateLimit = 1e6
+		o.Client.RateLimit = 1e6
 	})
 	a, b := gws[0], gws[1]
 
@@ -229,17 +229,17 @@ func TestSharedRedisOutageUnderTraffic(t *testing.T) {
 		wg.Wait()
 	})
 
-	sharedPoll(t, "traffic flows", func() bool { return served.Load() > 50 })
+	gatewaytest.WaitFor(t, 10*time.Second, "traffic flows", func() bool { return served.Load() > 50 })
 	srv.Stop()
 	before := served.Load()
-	sharedPoll(t, "both replicas count Redis errors while serving", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "both replicas count Redis errors while serving", func() bool {
 		return sharedRedisErrors(t, a.Registry) > 0 && sharedRedisErrors(t, b.Registry) > 0 &&
 			served.Load() > before+100
 	})
 
 	srv.Restart(t)
 	n := 0
-	sharedPoll(t, "an id fetched on one replica is a hit on the other", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "an id fetched on one replica is a hit on the other", func() bool {
 		n++
 		path := fmt.Sprintf("/customers/back%d/signup", n)
 		if resp, _ := a.get(t, path); resp.StatusCode != http.StatusOK {
@@ -287,10 +287,10 @@ func TestSharedLockHolderDeath(t *testing.T) {
 func TestSharedLockHolderDeathLeavesTimeToFetch(t *testing.T) {
 	srv := redistest.Start(t)
 	up := newFakeUpstream(t)
-	g := newSharedGateway(t, srv.URL(), up, func(o *Options) { o.UpstreamTimeout = 200 * time.Millisecond })
+	g := newSharedGateway(t, srv.URL(), up, func(o *testOptions) { o.Client.Timeout = 200 * time.Millisecond })
 	dead := newSharedGateway(t, srv.URL(), up, nil)
 	// The lock a replica with g's settings takes: its whole fetch budget.
-	unlock, err := dead.store.Locker().TryLock(context.Background(), "orphan", g.fetchBudget())
+	unlock, err := dead.store.Locker().TryLock(context.Background(), "orphan", g.upstream.Budget())
 	if err != nil || unlock == nil {
 		t.Fatalf("taking the lock: %v, %v", unlock != nil, err)
 	}
@@ -325,7 +325,7 @@ func TestSharedEvictionReachesOtherGateway(t *testing.T) {
 	if dresp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %d; want 204", dresp.StatusCode)
 	}
-	sharedPoll(t, "b's first level drops the evicted id", func() bool {
+	gatewaytest.WaitFor(t, 10*time.Second, "b's first level drops the evicted id", func() bool {
 		_, state := b.l1.Get("c1")
 		return state == cache.Miss
 	})
@@ -343,7 +343,7 @@ func TestSharedRedisDownAtStart(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Stop()
 	up := newFakeUpstream(t)
-	g := newSharedGateway(t, srv.URL(), up, func(o *Options) {
+	g := newSharedGateway(t, srv.URL(), up, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 100, Burst: 100}
 	})
 	for _, want := range []string{"MISS", "HIT"} {
@@ -377,16 +377,4 @@ func sharedRedisErrors(t *testing.T, reg *prometheus.Registry) float64 {
 		}
 	}
 	return 0
-}
-
-// sharedPoll polls cond until it holds, failing the test after 10s.
-func sharedPoll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 )
 
@@ -25,8 +26,6 @@ type requestState struct {
 	upstream string // upstream outcome, "" if not called
 	shared   bool   // answered by another request's upstream call
 }
-
-const anonymous = "anonymous"
 
 // serveSignup runs the signup pipeline: concurrency cap, authentication,
 // rate limit, then the answer from cache or upstream.
@@ -71,29 +70,17 @@ func (g *Gateway) signup(c echo.Context, st *requestState) error {
 		return writeSignup(c, entry.Body, xCacheHit)
 	}
 
-	answer, err := g.load(ctx, id, c.Response().Header().Get(headerRequestID), st)
+	body, err := g.load(ctx, id, c.Response().Header().Get(headerRequestID), st)
+	st.cache = metrics.CacheMiss
 	if err != nil {
-		var ue *upstreamError
-		errors.As(err, &ue)
-		if state == cache.Stale && ue != nil && ue.status != statusClientClosed {
+		var ue *bluetape.Error
+		if state == cache.Stale && errors.As(err, &ue) && ue.Failed() {
 			st.cache = metrics.CacheStale
 			return writeSignup(c, entry.Body, xCacheStale)
 		}
-		st.cache = metrics.CacheMiss
-		if ue != nil {
-			return ue.apiError()
-		}
 		return err
 	}
-	st.cache = metrics.CacheMiss
-	switch answer.status {
-	case http.StatusOK:
-		return writeSignup(c, answer.body, xCacheMiss)
-	case http.StatusNotFound:
-		return errNotFound
-	default:
-		return &apiError{status: http.StatusBadRequest, reason: answer.reason}
-	}
+	return writeSignup(c, body, xCacheMiss)
 }
 
 func writeSignup(c echo.Context, body []byte, xCache []string) error {
@@ -113,47 +100,53 @@ var (
 // requests for the same id that arrive while it runs. The shared call is
 // detached from any one caller: a caller that goes away stops waiting, but
 // the call goes on for the others, bounded by its own deadline. Its answer
-// is cached before the waiters get it.
-func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestState) (upstreamAnswer, error) {
+// is cached before the waiters get it. The answer is the encoded 200
+// body, or an error: BlueTape's 404 and 400 are *bluetape.Error too.
+func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestState) ([]byte, error) {
 	ch := g.flight.DoChan(id, func() (any, error) {
 		// Waiting for another replica's call lasts at most its lock, one
 		// fetch budget; the call of our own then gets a budget of its own.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*g.fetchBudget())
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*g.upstream.Budget())
 		defer cancel()
-		answer, err, done := g.awaitLeader(ctx, id)
-		if !done {
-			fctx, cancel := context.WithTimeout(ctx, g.fetchBudget())
-			defer cancel()
-			answer, err = g.fetch(fctx, id, requestID)
-		}
-		if err == nil && !done {
-			switch answer.status {
-			case http.StatusOK:
-				g.cache.SetFound(ctx, id, answer.body)
-			case http.StatusNotFound:
-				g.cache.SetNotFound(ctx, id)
+		if e, ok := g.awaitLeader(ctx, id); ok {
+			if e.Negative() {
+				return nil, bluetape.NotFound(strconv.Itoa(http.StatusNotFound))
 			}
+			return e.Body, nil
 		}
-		return answer, err
+		fctx, cancel := context.WithTimeout(ctx, g.upstream.Budget())
+		defer cancel()
+		body, err := g.upstream.Fetch(fctx, id, requestID)
+		var ue *bluetape.Error
+		switch {
+		case err == nil:
+			g.cache.SetFound(ctx, id, body)
+		case errors.As(err, &ue) && ue.Status == http.StatusNotFound:
+			g.cache.SetNotFound(ctx, id)
+		}
+		return body, err
 	})
 	select {
 	case r := <-ch:
 		st.shared = r.Shared
-		var ue *upstreamError
+		var ue *bluetape.Error
 		switch {
 		case r.Err == nil:
-			st.upstream = strconv.Itoa(r.Val.(upstreamAnswer).status)
+			st.upstream = upstreamOK
 		case errors.As(r.Err, &ue):
-			st.upstream = ue.outcome
+			st.upstream = ue.Outcome
 		}
 		if r.Err != nil {
-			return upstreamAnswer{}, r.Err
+			return nil, r.Err
 		}
-		return r.Val.(upstreamAnswer), nil
+		return r.Val.([]byte), nil
 	case <-ctx.Done():
-		return upstreamAnswer{}, ctx.Err()
+		return nil, ctx.Err()
 	}
 }
+
+// upstreamOK is the upstream outcome of a 200.
+const upstreamOK = "200"
 
 // leaderPoll is how often a replica waiting for another's upstream call
 // looks for the answer in the shared cache.
@@ -161,62 +154,58 @@ const leaderPoll = 10 * time.Millisecond
 
 // awaitLeader holds the election for id among replicas when a Locker is
 // configured. If another replica is calling the upstream, it waits for
-// that replica's answer to appear in the shared cache and returns it with
-// done set. It returns done unset when this replica should call the
-// upstream itself: it won the election (the lock is released when ctx's
-// call ends), the election cannot be held, the leader died (its lock
-// expired), or the leader finished without caching an answer.
-func (g *Gateway) awaitLeader(ctx context.Context, id string) (upstreamAnswer, error, bool) {
+// that replica's answer to appear in the shared cache and returns it. It
+// returns false when this replica should call the upstream itself: it won
+// the election (the lock is released when ctx's call ends), the election
+// cannot be held, the leader died (its lock expired), or the leader
+// finished without caching an answer.
+func (g *Gateway) awaitLeader(ctx context.Context, id string) (*cache.Entry, bool) {
 	if g.locker == nil {
-		return upstreamAnswer{}, nil, false
+		return nil, false
 	}
+	t := time.NewTicker(leaderPoll)
+	defer t.Stop()
 	for {
-		unlock, err := g.locker.TryLock(ctx, id, g.fetchBudget())
+		unlock, err := g.locker.TryLock(ctx, id, g.upstream.Budget())
 		if err != nil {
-			return upstreamAnswer{}, nil, false
+			return nil, false
 		}
 		if unlock != nil {
 			context.AfterFunc(ctx, unlock)
 			// The previous leader may have cached the answer just before
 			// releasing the lock.
-			if a, ok := g.cachedAnswer(ctx, id); ok {
+			if e, ok := g.freshEntry(ctx, id); ok {
 				unlock()
-				return a, nil, true
+				return e, true
 			}
-			return upstreamAnswer{}, nil, false
+			return nil, false
 		}
-		if a, ok := g.cachedAnswer(ctx, id); ok {
-			return a, nil, true
+		if e, ok := g.freshEntry(ctx, id); ok {
+			return e, true
 		}
-		if err := sleep(ctx, leaderPoll); err != nil {
-			return upstreamAnswer{}, nil, false
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-t.C:
 		}
 	}
 }
 
-// cachedAnswer returns id's fresh cached answer, if there is one.
-func (g *Gateway) cachedAnswer(ctx context.Context, id string) (upstreamAnswer, bool) {
+// freshEntry returns id's fresh cached entry, if there is one.
+func (g *Gateway) freshEntry(ctx context.Context, id string) (*cache.Entry, bool) {
 	e, state := g.cache.Get(ctx, id)
-	switch {
-	case state != cache.Fresh:
-		return upstreamAnswer{}, false
-	case e.Negative():
-		return upstreamAnswer{status: http.StatusNotFound}, true
-	default:
-		return upstreamAnswer{status: http.StatusOK, body: e.Body}, true
-	}
+	return e, state == cache.Fresh
 }
-
-// fetchBudget bounds one shared upstream call, retries included: two
-// attempts' worth of time.
-func (g *Gateway) fetchBudget() time.Duration { return 2 * g.timeout }
 
 // finish writes err's answer, if any, then records the request's metrics
 // and access log line.
 func (g *Gateway) finish(c echo.Context, st *requestState, err error) error {
 	status := c.Response().Status
+	var ae *apiError
 	if err != nil {
-		status = writeError(c, err)
+		ae = errorStatus(err)
+		status = ae.status
+		writeError(c, ae)
 	}
 	d := time.Since(st.start)
 	rid := c.Response().Header().Get(headerRequestID)
@@ -228,7 +217,7 @@ func (g *Gateway) finish(c echo.Context, st *requestState, err error) error {
 	if st.cache != "" {
 		g.metrics.CacheLookup(st.cache)
 	}
-	g.access.write(c, st, status, d, rid, err)
+	g.access.write(c, st, status, d, rid, ae)
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
@@ -163,10 +164,10 @@ func TestSoak(t *testing.T) {
 
 	up := &soakUpstream{}
 	up.accept(oldKey)
-	tg := newTestGateway(t, func(o *Options) {
-		o.UpstreamTimeout = 250 * time.Millisecond
-		o.Credentials = func() (string, string) { return *key.Load(), testAccount }
-		o.breaker = breakerSettings{openFor: 200 * time.Millisecond}
+	tg := newTestGateway(t, func(o *testOptions) {
+		o.Client.Timeout = 250 * time.Millisecond
+		o.Client.Credentials = func() (string, string) { return *key.Load(), testAccount }
+		o.Client.Breaker = bluetape.BreakerSettings{OpenFor: 200 * time.Millisecond}
 		// The lines are written, as in production, but not kept: a
 		// buffer of every access line would count as heap grown by the
 		// gateway, more of it the faster the machine.

@@ -7,9 +7,11 @@ import (
 	"testing"
 )
 
+// answerKey and answerAccount are the credentials of the answer tests;
+// some cases spell them out in encoded forms.
 const (
-	testKey     = "k-3b9f1d2e8c7a6b5d"
-	testAccount = "acct-77f1"
+	answerKey     = "k-3b9f1d2e8c7a6b5d"
+	answerAccount = "acct-77f1"
 )
 
 // longURL is an https URL of exactly n bytes.
@@ -35,7 +37,7 @@ func TestDecodeSignupAccepts(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got, err := DecodeSignup([]byte(tc.body), testKey, testAccount)
+			got, err := DecodeSignup([]byte(tc.body), answerKey, answerAccount)
 			if err != nil || got != tc.want {
 				t.Errorf("got %q, %v; want %q", got, err, tc.want)
 			}
@@ -81,7 +83,7 @@ func TestDecodeSignupRefuses(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got, err := DecodeSignup([]byte(tc.body), testKey, testAccount)
+			got, err := DecodeSignup([]byte(tc.body), answerKey, answerAccount)
 			if err == nil {
 				t.Fatalf("got %q; want an error", got)
 			}
@@ -114,7 +116,7 @@ func TestCheckSignupURL(t *testing.T) {
 		longURL(2048),
 	}
 	for _, u := range ok {
-		if err := CheckSignupURL(u, testKey, testAccount); err != nil {
+		if err := CheckSignupURL(u, answerKey, answerAccount); err != nil {
 			t.Errorf("CheckSignupURL(%q) = %v; want nil", u, err)
 		}
 	}
@@ -140,11 +142,11 @@ func TestCheckSignupURL(t *testing.T) {
 		"user info":             {"https://www.bluetape.com@evil.example/", "signUpUrl has user information"},
 		"user and password":     {"https://user:pass@www.bluetape.com/", "signUpUrl has user information"},
 		"empty user info":       {"https://@www.bluetape.com/", "signUpUrl has user information"},
-		"key in query":          {"https://www.bluetape.com/s?k=" + testKey, "signUpUrl holds a configured credential"},
-		"account in path":       {"https://www.bluetape.com/" + testAccount + "/s", "signUpUrl holds a configured credential"},
-		"key in host":           {"https://" + testKey + ".evil.example/", "signUpUrl holds a configured credential"},
-		"key in fragment":       {"https://www.bluetape.com/#" + testKey, "signUpUrl holds a configured credential"},
-		"key, upper case":       {"https://" + strings.ToUpper(testKey) + ".evil.example/", "signUpUrl holds a configured credential"},
+		"key in query":          {"https://www.bluetape.com/s?k=" + answerKey, "signUpUrl holds a configured credential"},
+		"account in path":       {"https://www.bluetape.com/" + answerAccount + "/s", "signUpUrl holds a configured credential"},
+		"key in host":           {"https://" + answerKey + ".evil.example/", "signUpUrl holds a configured credential"},
+		"key in fragment":       {"https://www.bluetape.com/#" + answerKey, "signUpUrl holds a configured credential"},
+		"key, upper case":       {"https://" + strings.ToUpper(answerKey) + ".evil.example/", "signUpUrl holds a configured credential"},
 		"key, percent-encoded":  {"https://www.bluetape.com/s?k=%6b%2d3b9f1d2e8c7a6b5d", "signUpUrl holds a configured credential"},
 		"key, upper-case hex":   {"https://www.bluetape.com/s?k=%6B%2D3B9F1D2E8C7A6B5D", "signUpUrl holds a configured credential"},
 		"key, encoded twice":    {"https://www.bluetape.com/s?k=%256b-3b9f1d2e8c7a6b5d", "signUpUrl holds a configured credential"},
@@ -154,7 +156,7 @@ func TestCheckSignupURL(t *testing.T) {
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
-			err := CheckSignupURL(tc.url, testKey, testAccount)
+			err := CheckSignupURL(tc.url, answerKey, answerAccount)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -164,12 +166,12 @@ func TestCheckSignupURL(t *testing.T) {
 			if !errors.Is(err, ErrInvalidSignup) {
 				t.Errorf("error %v does not wrap ErrInvalidSignup", err)
 			}
-			if strings.Contains(strings.ToLower(err.Error()), testKey) || strings.Contains(err.Error(), testAccount) {
+			if strings.Contains(strings.ToLower(err.Error()), answerKey) || strings.Contains(err.Error(), answerAccount) {
 				t.Errorf("error %q holds a credential", err)
 			}
 			// The same URL in a body is refused the same way.
 			body := `{"signUpUrl":` + jsonString(tc.url) + `}`
-			if _, err2 := DecodeSignup([]byte(body), testKey, testAccount); err2 == nil || err2.Error() != err.Error() {
+			if _, err2 := DecodeSignup([]byte(body), answerKey, answerAccount); err2 == nil || err2.Error() != err.Error() {
 				t.Errorf("DecodeSignup: %v; want %v", err2, err)
 			}
 		})

@@ -1,149 +1,199 @@
 package bluetape
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
+	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
-// visible keeps the visible ASCII bytes of s: configuration admits no
-// other credential.
-func visible(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r > ' ' && r < 0x7f {
-			return r
-		}
-		return -1
-	}, s)
+// idRule is the contract's id rule: the ids the gateway sends.
+var idRule = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
+
+// fuzzBases are base URLs of the shapes config.Load accepts: http or
+// https, a host with or without a port, a path or none, no trailing
+// slash, query or fragment.
+var fuzzBases = []string{
+	"https://api.bluetape.com/genericBthubService",
+	"http://127.0.0.1:8081/genericBthubService",
+	"https://api.bluetape.com",
+	"http://[::1]:9000/a/b%20c/d",
 }
 
-// FuzzDecodeSignup checks that whatever the upstream sends, an accepted
-// URL is a JSON object's one signUpUrl, an absolute http(s) URL of at
-// most 2048 bytes with a host and no user information, holding neither
-// credential in any case, plainly or percent-encoded.
-func FuzzDecodeSignup(f *testing.F) {
-	seeds := []string{
-		`{"signUpUrl": "https://www.bluetape.com/signup?id=97bee7a043b58084"}`,
-		`{"signUpUrl": "https://www.bluetape.com/signup?k=` + testKey + `"}`,
-		`{"signUpUrl": "https://www.bluetape.com/signup?k=%6b%2d3b9f1d2e8c7a6b5d"}`,
-		`{"signUpUrl": "https://www.bluetape.com/s?a=%2561cct-77f1"}`,
-		`{"signUpUrl": "https://` + strings.ToUpper(testKey) + `.evil.example/"}`,
-		`{"signUpUrl": "https://www.bluetape.com@evil.example/"}`,
-		`{"signUpUrl": "https://a/", "signUpUrl": "https://b/"}`,
-		`{"signUpUrl": "https://a/", "signupurl": "https://b/"}`,
-		`{"SignUpUrl": "https://a/"}`,
-		`{"signUpUrl": "https://a/", "x": {"k": 1, "k": 2}}`,
-		`{"signUpUrl": "https://a/", "x": [1, "two", {"three": null}], "n": -1.5e300}`,
-		`{"signUpUrl": "` + longURL(2049) + `"}`,
-		`{"signUpUrl": "javascript:alert(1)"}`,
-		`{"signUpUrl": 1}`,
-		`{"signUpUrl": "https://a/"} {"signUpUrl": "https://b/"}`,
-		`["https://a/"]`,
-		`{"sign\u0055pUrl": "https:\/\/a\/"}`,
-		"{\"signUpUrl\": \"https://a/\xff\"}",
+// FuzzSignupURL checks that the upstream URL built for any id, valid or
+// not, keeps the base's host, adds exactly one escaped path segment for
+// the id, and has no query or fragment.
+func FuzzSignupURL(f *testing.F) {
+	for _, id := range []string{
+		"abc-123", "97bee7a043b58084", ".", "..", "...", "a/b", "../admin", "a?x=1", "a#frag",
+		"%2e%2e", "a%2Fb", "", " ", "a b", "\x00", "ä", "~user", strings.Repeat("x", 128),
+		strings.Repeat("x", 129), "a;b", "a\r\nX-Bluetape-Key: x", "//evil.example/", "@evil", ":8080",
+	} {
+		f.Add(id, uint8(0))
 	}
-	for _, s := range seeds {
-		f.Add([]byte(s), testKey, testAccount)
-	}
-	f.Add([]byte(`{"signUpUrl": "https://www.bluetape.com/s?id=1"}`), "1", "")
-	f.Fuzz(func(t *testing.T, body []byte, key, account string) {
-		key, account = visible(key), visible(account)
-		u, err := DecodeSignup(body, key, account)
+	f.Fuzz(func(t *testing.T, id string, baseIndex uint8) {
+		want := idRule.MatchString(id) && id != "." && id != ".."
+		base, err := url.Parse(fuzzBases[int(baseIndex)%len(fuzzBases)])
 		if err != nil {
-			if u != "" {
-				t.Fatalf("returned %q beside error %v", u, err)
+			t.Fatal(err)
+		}
+		base.RawPath = "" // as config.Load leaves it
+		u := signupURL(base, id)
+		checkUpstreamURL(t, base, id, u)
+		// What goes on the wire, parsed back, is the same request.
+		back, err := url.Parse(u.String())
+		if err != nil {
+			t.Fatalf("built URL %q does not parse: %v", u, err)
+		}
+		checkUpstreamURL(t, base, id, back)
+		if want {
+			if seg := url.PathEscape(id); seg != id {
+				t.Fatalf("valid id %q needs escaping (%q)", id, seg)
 			}
-			if !errors.Is(err, ErrInvalidSignup) {
-				t.Fatalf("error %v does not wrap ErrInvalidSignup", err)
+			// A valid id is one plain segment: a resolver that cleans the
+			// path (proxies, servers) cannot move the request elsewhere.
+			if rel, err := url.Parse(back.EscapedPath()); err != nil || base.ResolveReference(rel).EscapedPath() != back.EscapedPath() {
+				t.Fatalf("path %q changes when resolved", back.EscapedPath())
+			}
+		}
+	})
+}
+
+func checkUpstreamURL(t *testing.T, base *url.URL, id string, u *url.URL) {
+	t.Helper()
+	prefix := base.EscapedPath() + "/integration/customer/"
+	const suffix = "/signup"
+	p := u.EscapedPath()
+	if !strings.HasPrefix(p, prefix) || !strings.HasSuffix(p, suffix) || len(p) < len(prefix)+len(suffix) {
+		t.Fatalf("path %q; want %s<id>%s", p, prefix, suffix)
+	}
+	seg := p[len(prefix) : len(p)-len(suffix)]
+	if strings.ContainsAny(seg, "/?#") {
+		t.Fatalf("id %q became more than one segment: %q", id, seg)
+	}
+	if got, err := url.PathUnescape(seg); err != nil || got != id {
+		t.Fatalf("segment %q unescapes to %q (%v); want the id %q", seg, got, err, id)
+	}
+	if u.Scheme != base.Scheme || u.Host != base.Host || u.User != nil {
+		t.Fatalf("built URL %q; want scheme %s, host %s, no user", u, base.Scheme, base.Host)
+	}
+	if u.RawQuery != base.RawQuery || u.ForceQuery || u.Fragment != base.Fragment || u.Opaque != "" {
+		t.Fatalf("built URL %q has a query, fragment or opaque part", u)
+	}
+}
+
+// FuzzEncodeSignup checks the reading of an upstream 200 body: it never
+// panics, and what it accepts becomes exactly {"signUpUrl": "<URL>"}
+// with the upstream's absolute http(s) URL.
+func FuzzEncodeSignup(f *testing.F) {
+	for _, body := range []string{
+		`{"signUpUrl": "https://www.bluetape.com/signup?id=97bee7a043b58084"}`,
+		`{"signUpUrl": "http://x/y", "extra": 1}`,
+		`{"signUpUrl": "javascript:alert(1)"}`,
+		`{"signUpUrl": "//no-scheme/x"}`,
+		`{"signUpUrl": "https://a/</script><script>"}`,
+		`{"signUpUrl": "https://a/\u2028\u0000"}`,
+		`{"signUpUrl": null}`, `{"signUpUrl": 5}`, `{"SIGNUPURL": "https://a/"}`,
+		`{"signUpUrl": "https://a/", "signUpUrl": "https://b/"}`,
+		`null`, `[]`, `"x"`, ``, `{`, `<html>maintenance</html>`, "{\"signUpUrl\": \"https://a/\xff\"}",
+	} {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, err := encodeSignup(body)
+		if err != nil {
+			if out != nil {
+				t.Fatalf("error %v with output %q", err, out)
 			}
 			return
 		}
-		var m map[string]any
-		if err := json.Unmarshal(body, &m); err != nil {
-			t.Fatalf("accepted a body encoding/json refuses: %v", err)
+		if !json.Valid(out) || !utf8.Valid(out) {
+			t.Fatalf("output %q is not valid JSON", out)
 		}
-		if m["signUpUrl"] != u {
-			t.Fatalf("returned %q; encoding/json reads signUpUrl as %v", u, m["signUpUrl"])
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(out, &fields); err != nil || len(fields) != 1 || fields["signUpUrl"] == nil {
+			t.Fatalf("output %q; want exactly one field, signUpUrl", out)
 		}
-		if len(u) == 0 || len(u) > 2048 {
-			t.Fatalf("returned a URL of %d bytes", len(u))
+		var got string
+		if err := json.Unmarshal(fields["signUpUrl"], &got); err != nil {
+			t.Fatalf("signUpUrl in %q is not a string", out)
 		}
-		p, err := url.Parse(u)
-		if err != nil {
-			t.Fatalf("returned %q, which url.Parse refuses: %v", u, err)
+		u, err := url.Parse(got)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			t.Fatalf("signUpUrl %q is not an absolute http(s) URL", got)
 		}
-		if p.Scheme != "http" && p.Scheme != "https" || p.Host == "" || p.User != nil {
-			t.Fatalf("returned %q: scheme %q, host %q, user %v", u, p.Scheme, p.Host, p.User)
+		var in struct {
+			SignUpURL string `json:"signUpUrl"`
 		}
-		for form, i := strings.ToLower(u), 0; i < 2048; i++ {
-			for _, s := range []string{key, account} {
-				if s != "" && strings.Contains(form, strings.ToLower(s)) {
-					t.Fatalf("returned %q, which holds the secret %q", u, s)
-				}
-			}
-			next, err := url.PathUnescape(form)
-			if err != nil || next == form {
-				break
-			}
-			form = strings.ToLower(next)
+		if err := json.Unmarshal(body, &in); err != nil || in.SignUpURL != got {
+			t.Fatalf("signUpUrl %q; the upstream sent %q", got, in.SignUpURL)
+		}
+		// Nothing in it can end a <script> block where a caller embeds it.
+		if bytes.ContainsAny(out, "<>&") {
+			t.Fatalf("output %q carries unescaped HTML characters", out)
 		}
 	})
 }
 
-// FuzzRedact checks that the Redactor's output never holds a credential,
-// as it is or quoted, whatever the text and the credentials (overlapping
-// each other or the marker included), and that a text holding none comes
-// back unchanged.
-func FuzzRedact(f *testing.F) {
-	seeds := [][3]string{
-		{`Get "http://127.0.0.1:1/integration/customer/c1/signup": net/http: HTTP/1.x transport connection broken: malformed MIME header: missing colon: "X-Bad ` + testKey + `"`, testKey, testAccount},
-		{`net/http: HTTP/1.x transport connection broken: bad Content-Length "` + testAccount + `"`, testKey, testAccount},
-		{`{"code": "400", "reason": "Key ` + testKey + ` is not valid for account ` + testAccount + `."}`, testKey, testAccount},
-		{`missing colon: "X-Bad k\"3\\b"`, `k"3\b`, testAccount},
-		{`{"reason":"k\u003c3\u0026"}`, "k<3&", ""},
-		{"a]xx]xb", "]x", "y["},
-		{"ay[y[[b", "y[", "]x"},
-		{"<q>", "<[redacted]>", "q"},
-		{"react [REDACTED]", "act", "ACT"},
-		{"a[b]c", "[", "]"},
-		{"aaaa", "aa", "aaa"},
-		{"xabcdefx", "abcd", "cdef"},
-		{"id 1779", "7", "1"},
-		{"no credential here", testKey, testAccount},
+// FuzzRead checks the whole reading of an upstream answer, any
+// status and body: it never panics, an answer passed on is one the
+// contract names, and an error is a 502/503/504 whose body is the
+// contract's error body.
+func FuzzRead(f *testing.F) {
+	for _, c := range []struct {
+		status int
+		body   string
+	}{
+		{200, `{"signUpUrl": "https://www.bluetape.com/signup?id=1"}`},
+		{400, `{"code": "400", "reason": "Invalid request."}`},
+		{400, "{\"reason\": \"line\\nbreak \\u0000 and \\u202e\"}"},
+		{404, `{"code": "404", "reason": "Customer not found."}`},
+		{401, ``}, {429, ``}, {500, `x`}, {302, ``}, {418, `{}`}, {599, ``}, {100, ``},
+	} {
+		f.Add(c.status, []byte(c.body), "")
 	}
-	for _, s := range seeds {
-		f.Add(s[0], s[1], s[2])
-	}
-	f.Fuzz(func(t *testing.T, text, key, account string) {
-		r := NewRedactor(fixed(key, account))
-		out := r.Redact(text)
-		var forms []string
-		for _, v := range []string{key, account} {
-			if v == "" {
-				continue
-			}
-			forms = append(forms, v, unquote(strconv.Quote(v)), unquote(strconv.QuoteToASCII(v)))
-			if js, err := json.Marshal(v); err == nil {
-				forms = append(forms, unquote(string(js)))
-			}
+	f.Add(429, []byte(``), "Wed, 21 Oct 2015 07:28:00 GMT")
+	f.Add(503, []byte(``), "-5")
+	f.Fuzz(func(t *testing.T, status int, body []byte, retryAfter string) {
+		if status < 100 || status > 999 {
+			return
 		}
-		clean := true
-		for _, s := range forms {
-			if strings.Contains(out, s) {
-				t.Fatalf("Redact(%q) = %q, which holds %q", text, out, s)
+		resp := &http.Response{StatusCode: status, Header: http.Header{}}
+		resp.Header.Set("Retry-After", retryAfter)
+		c := &Client{now: time.Now}
+		out, err := c.read(resp, body)
+		if err == nil {
+			if status != 200 || !json.Valid(out) {
+				t.Fatalf("200 with body %q from upstream %d", out, status)
 			}
-			clean = clean && !strings.Contains(text, s)
+			return
 		}
-		if clean && out != text {
-			t.Fatalf("Redact(%q) = %q; the text holds no credential", text, out)
+		e, ok := err.(*Error)
+		if !ok {
+			t.Fatalf("error %T; want *Error", err)
 		}
-		if got := r.RedactError(errors.New(text)).Error(); got != out {
-			t.Fatalf("RedactError text %q; Redact gives %q", got, out)
+		if e.Outcome != strconv.Itoa(status) {
+			t.Fatalf("outcome %q for upstream %d", e.Outcome, status)
+		}
+		switch {
+		case e.Status == 404 && status == 404, e.Status == 400 && status == 400:
+		case e.Status == 502, e.Status == 503, e.Status == 504:
+		default:
+			t.Fatalf("status %d for upstream %d; want 502, 503 or 504 (or 400/404 passed on)", e.Status, status)
+		}
+		if e.Status == 503 && (e.RetryAfter < time.Second || e.RetryAfter > 5*time.Minute) {
+			t.Fatalf("Retry-After %v; want 1s to 5m", e.RetryAfter)
+		}
+		r := e.Reason
+		if r == "" || len(r) > 200 || !utf8.ValidString(r) || strings.IndexFunc(r, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0 {
+			t.Fatalf("reason %q; want 1 to 200 bytes of printable text", r)
 		}
 	})
 }
-
-func unquote(quoted string) string { return quoted[1 : len(quoted)-1] }

@@ -6,7 +6,6 @@
 package cache
 
 import (
-	"context"
 	"math"
 	"strings"
 	"sync"
@@ -111,17 +110,35 @@ func (c *Cache) Get(id string) (*Entry, State) {
 		return nil, Miss
 	}
 	e := v.(*Entry)
-	switch now := c.opts.Now().UnixNano(); {
-	case now >= e.keepUntil:
-		return nil, Miss
-	case now < e.FreshUntil:
-		return e, Fresh
-	case !e.Negative():
-		return e, Stale
-	default:
+	now := c.opts.Now()
+	if now.UnixNano() >= e.keepUntil {
 		return nil, Miss
 	}
+	state := c.StateAt(e, now)
+	if state == Miss {
+		return nil, Miss
+	}
+	return e, state
 }
+
+// StateAt is the freshness rule, the one every level of cache follows: a
+// successful answer is Fresh until e.FreshUntil, then Stale for StaleTTL;
+// a negative entry is only ever Fresh.
+func (c *Cache) StateAt(e *Entry, now time.Time) State {
+	n := now.UnixNano()
+	switch {
+	case n < e.FreshUntil:
+		return Fresh
+	case !e.Negative() && n < addSat(e.FreshUntil, c.opts.StaleTTL):
+		return Stale
+	default:
+		return Miss
+	}
+}
+
+// Options returns the cache's options, its windows and clock included, so
+// that a level in front of another one follows the same.
+func (c *Cache) Options() Options { return c.opts }
 
 // SetFound caches a successful answer for id; body is kept, not copied,
 // and must not be changed afterwards.
@@ -249,22 +266,13 @@ func (c *Cache) Len() int {
 	return c.positive.n + c.negative.n
 }
 
-// Run drops expired entries every interval until ctx is done, so that
-// their memory is freed even when no write comes.
-func (c *Cache) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			now := c.opts.Now().UnixNano()
-			c.mu.Lock()
-			c.sweep(now)
-			c.mu.Unlock()
-		}
-	}
+// Sweep drops expired entries, so that their memory is freed even when
+// no write comes; main calls it every minute.
+func (c *Cache) Sweep() {
+	now := c.opts.Now().UnixNano()
+	c.mu.Lock()
+	c.sweep(now)
+	c.mu.Unlock()
 }
 
 // list is a doubly linked list of entries, oldest at head.

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"sync"
@@ -363,19 +362,13 @@ func TestPurge(t *testing.T) {
 	wantState(t, c, "p2", Fresh)
 }
 
-func TestRunSweeps(t *testing.T) {
+func TestSweep(t *testing.T) {
 	c, clk := newCache(t, 10)
 	fill(c, "n", 3, true)
 	clk.Advance(negativeTTL)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx, time.Millisecond) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(5 * time.Second); c.items.ItemCount() != 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("go-cache still holds %d expired entries", c.items.ItemCount())
-		}
-		runtime.Gosched()
+	c.Sweep()
+	if n := c.items.ItemCount(); n != 0 {
+		t.Fatalf("go-cache still holds %d expired entries", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // LogBuffer collects what a logger or a process writes while a test reads
@@ -42,6 +43,24 @@ func (b *LogBuffer) Records(msg string) []map[string]any {
 		if json.Unmarshal(sc.Bytes(), &v) == nil && v["msg"] == msg {
 			out = append(out, v)
 		}
+	}
+	return out
+}
+
+// JSONLines decodes s, JSON log output, one object per line, failing the
+// test on a line that is not a JSON object.
+func JSONLines(t testing.TB, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not a JSON object: %v\n%s", err, line)
+		}
+		out = append(out, m)
 	}
 	return out
 }

@@ -3,7 +3,6 @@
 package ratelimit
 
 import (
-	"context"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -230,18 +229,4 @@ func (s *Store) Len() int {
 		s.shards[i].mu.Unlock()
 	}
 	return n
-}
-
-// Run sweeps idle buckets every interval until ctx is done.
-func (s *Store) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.Sweep()
-		}
-	}
 }

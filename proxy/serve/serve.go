@@ -102,17 +102,34 @@ func newServer(h http.Handler, log *slog.Logger, l Limits) *http.Server {
 	}
 }
 
+// ListenError is a listener Run could not open.
+type ListenError struct {
+	Admin bool // the admin listener, else the API's
+	Addr  string
+	Err   error
+}
+
+func (e *ListenError) Error() string {
+	which := "API"
+	if e.Admin {
+		which = "admin"
+	}
+	return fmt.Sprintf("listening on the %s address %s: %v", which, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // Run listens on both addresses and serves until ctx is done, then shuts
 // down as the package comment says. It returns nil after a clean shutdown.
 func Run(ctx context.Context, o Options) error {
 	apiLn, err := net.Listen("tcp", o.APIAddr)
 	if err != nil {
-		return fmt.Errorf("listening on GATEWAY_LISTEN_ADDR %s: %w", o.APIAddr, err)
+		return &ListenError{Addr: o.APIAddr, Err: err}
 	}
 	adminLn, err := net.Listen("tcp", o.AdminAddr)
 	if err != nil {
 		apiLn.Close()
-		return fmt.Errorf("listening on GATEWAY_ADMIN_ADDR %s: %w", o.AdminAddr, err)
+		return &ListenError{Admin: true, Addr: o.AdminAddr, Err: err}
 	}
 	api, admin := newServer(o.API, o.Logger, o.Limits), newServer(o.Admin, o.Logger, o.Limits)
 

@@ -1,0 +1,223 @@
+// Package bluetape is the gateway's client of BlueTape's signup API. It
+// builds the request and injects the credentials, owns the one transport,
+// retries transient failures within a budget, holds a circuit breaker and
+// the gateway-wide upstream quota, and reads and checks the answer.
+//
+// Fetch returns the encoded 200 body, or an *Error that carries all the
+// API needs to answer: the status, the public reason, the metric outcome
+// and Retry-After.
+package bluetape
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+)
+
+// maxBody caps how much of an upstream answer is read. A signup answer is
+// under 200 bytes; anything past 64 KiB is not BlueTape's.
+const maxBody = 64 << 10
+
+// Credentials returns the values sent as X-BlueTape-Key and
+// X-Integration-AccountId. It is called once per upstream request, so a
+// rotated secret takes effect on the next call. It must be safe for
+// concurrent use.
+type Credentials func() (key, accountID string)
+
+// Quota takes a token from a bucket under a policy. The gateway-wide
+// upstream quota is its one bucket. Implementations must be safe for
+// concurrent use and must not fail.
+type Quota interface {
+	Allow(ctx context.Context, key string, p ratelimit.Policy) ratelimit.Decision
+}
+
+// Options configures a Client. Fields without a stated default are
+// required.
+type Options struct {
+	// BaseURL is BlueTape's base URL, without a trailing slash.
+	BaseURL *url.URL
+	// Credentials supplies the headers injected into every request.
+	Credentials Credentials
+	// Timeout bounds one attempt, body included.
+	Timeout time.Duration
+	// RateLimit caps requests per second sent upstream; zero means no
+	// cap. Quota holds its bucket; by default one in process.
+	RateLimit float64
+	Quota     Quota
+	// Version is sent in the User-Agent.
+	Version string
+	// Breaker tunes the circuit breaker; the zero value is the
+	// production tuning.
+	Breaker BreakerSettings
+
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Now is the clock of Retry-After computations; by default time.Now.
+	Now func() time.Time
+}
+
+// Client calls BlueTape. It is safe for concurrent use. Create it with New.
+type Client struct {
+	base        *url.URL
+	credentials Credentials
+	timeout     time.Duration
+	transport   *http.Transport
+	quota       Quota
+	quotaPolicy ratelimit.Policy
+	breaker     *breaker
+	retries     *retryBudget
+	userAgent   string
+	metrics     *metrics.Metrics
+	now         func() time.Time
+}
+
+// New builds a client from o.
+func New(o Options) (*Client, error) {
+	switch {
+	case o.BaseURL == nil:
+		return nil, errors.New("bluetape: BaseURL is required")
+	case o.Credentials == nil:
+		return nil, errors.New("bluetape: Credentials is required")
+	case o.Metrics == nil || o.Logger == nil:
+		return nil, errors.New("bluetape: Metrics and Logger are required")
+	case o.Timeout <= 0:
+		return nil, errors.New("bluetape: Timeout must be positive")
+	}
+	if o.Quota == nil {
+		o.Quota = localQuota{ratelimit.New(ratelimit.Options{MaxKeys: 1})}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Client{
+		base:        o.BaseURL,
+		credentials: o.Credentials,
+		timeout:     o.Timeout,
+		transport:   newTransport(o.Timeout),
+		quota:       o.Quota,
+		quotaPolicy: quotaPolicy(o.RateLimit),
+		breaker:     newBreaker(o.Breaker, o.Metrics, o.Logger, o.Now),
+		retries:     newRetryBudget(),
+		userAgent:   "bluetape-gateway/" + o.Version,
+		metrics:     o.Metrics,
+		now:         o.Now,
+	}, nil
+}
+
+// Budget bounds one Fetch, retries included: two attempts' worth of time.
+func (c *Client) Budget() time.Duration { return 2 * c.timeout }
+
+// CloseIdleConnections closes the upstream connections kept alive.
+func (c *Client) CloseIdleConnections() { c.transport.CloseIdleConnections() }
+
+// newTransport builds the one transport used for every upstream request:
+// pooled keep-alive connections sized for concurrency, and no proxy from
+// the environment. The client calls its RoundTrip directly, without an
+// http.Client: a client would copy the headers of every request to follow
+// redirects, and a redirect is never followed here. It is answered as an
+// upstream failure, since following it would send the credentials to
+// wherever it points.
+func newTransport(timeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   min(timeout, 3*time.Second),
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    512,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    min(timeout, 5*time.Second),
+		ResponseHeaderTimeout:  timeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+}
+
+// attempt is one upstream exchange bounded by the per-attempt timeout and
+// by ctx's deadline, whichever comes first. It is counted in the upstream
+// metrics.
+func (c *Client) attempt(ctx context.Context, id, requestID string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	body, outcome, err := c.exchange(ctx, id, requestID)
+	c.metrics.Upstream(outcome, time.Since(start), requestID)
+	return body, err
+}
+
+// exchange sends one request for id and reads its answer. ctx bounds the
+// whole exchange, body included. It returns the metric outcome beside the
+// result.
+func (c *Client) exchange(ctx context.Context, id, requestID string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
+	if err != nil {
+		return nil, outcomeError, failed(outcomeError, err)
+	}
+	req.URL = signupURL(c.base, id)
+	req.Host = req.URL.Host
+	key, account := c.credentials()
+	// A new header map: nothing the caller sent reaches the upstream, and
+	// each credential is sent exactly once with the configured value.
+	req.Header = http.Header{
+		"X-Bluetape-Key":          {key},
+		"X-Integration-Accountid": {account},
+		"Content-Type":            {"application/json"},
+		"Accept":                  {"application/json"},
+		"User-Agent":              {c.userAgent},
+	}
+	if requestID != "" {
+		req.Header["X-Request-Id"] = []string{requestID}
+	}
+
+	resp, err := c.transport.RoundTrip(req)
+	if err != nil {
+		e := transportError(ctx, err)
+		return nil, e.Outcome, e
+	}
+	defer resp.Body.Close()
+	outcome := strconv.Itoa(resp.StatusCode)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		e := transportError(ctx, err)
+		e.Outcome = outcome
+		return nil, outcome, e
+	}
+	if len(body) > maxBody {
+		e := failed(outcome, errors.New("answer larger than 64 KiB"))
+		e.failure = true
+		return nil, outcome, e
+	}
+	b, err := c.read(resp, body)
+	return b, outcome, err
+}
+
+// signupURL builds BlueTape's signup URL for id under base, which has
+// no trailing slash. id is escaped as one path segment, so whatever it
+// holds cannot change the host, the path around it or the query.
+func signupURL(base *url.URL, id string) *url.URL {
+	u := *base
+	u.Path = base.Path + "/integration/customer/" + id + "/signup"
+	u.RawPath = base.EscapedPath() + "/integration/customer/" + url.PathEscape(id) + "/signup"
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	return &u
+}
+
+// localQuota adapts the in-process bucket store to Quota.
+type localQuota struct{ s *ratelimit.Store }
+
+func (l localQuota) Allow(_ context.Context, key string, p ratelimit.Policy) ratelimit.Decision {
+	return l.s.Allow(key, p)
+}

@@ -1,0 +1,73 @@
+package redisstore
+
+import (
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/bluetape/bluetape-gateway/metrics"
+)
+
+// circuit keeps a dead or slow Redis from costing every request an
+// operation timeout. It opens on the first failed operation: for
+// retryAfter, operations are skipped and callers use their local state;
+// then one operation at a time probes Redis, and the first success closes
+// the circuit. Going away and coming back are logged once each; each
+// failed operation is counted. It is a gobreaker circuit breaker, like
+// the upstream's.
+type circuit struct {
+	cb      *gobreaker.TwoStepCircuitBreaker[struct{}]
+	metrics *metrics.Metrics
+	lastErr atomic.Pointer[error] // the failure that opens the circuit, for its log line
+}
+
+// errAbandoned marks an operation whose caller went away before Redis
+// answered: it says nothing about Redis, and if it was the probe, the
+// next operation may probe at once.
+var errAbandoned = errors.New("operation abandoned by its caller")
+
+func newCircuit(retryAfter time.Duration, m *metrics.Metrics, log *slog.Logger) *circuit {
+	c := &circuit{metrics: m}
+	c.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "redis",
+		MaxRequests: 1,
+		Timeout:     retryAfter,
+		ReadyToTrip: func(gobreaker.Counts) bool { return true },
+		IsExcluded:  func(err error) bool { return errors.Is(err, errAbandoned) },
+		// Called with the breaker's lock held: it must not call c.cb.
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch {
+			case from == gobreaker.StateClosed && to == gobreaker.StateOpen:
+				var err error
+				if p := c.lastErr.Load(); p != nil {
+					err = *p
+				}
+				log.Warn("Redis is unreachable or slow; this replica uses its own cache and rate limits until it answers again",
+					"error", err, "probe_every", retryAfter.String())
+			case to == gobreaker.StateClosed:
+				log.Info("Redis answers again; sharing cache, rate limits and upstream calls through it")
+			}
+		},
+	})
+	return c
+}
+
+// allow reports whether an operation may go to Redis; if so, done must
+// be called with its outcome: nil for an answer, errAbandoned when the
+// caller went away, else the failure.
+func (c *circuit) allow() (done func(error), ok bool) {
+	report, err := c.cb.Allow()
+	if err != nil {
+		return nil, false
+	}
+	return func(err error) {
+		if err != nil && !errors.Is(err, errAbandoned) {
+			c.metrics.RedisError()
+			c.lastErr.Store(&err)
+		}
+		report(err)
+	}, true
+}

@@ -1,0 +1,67 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func lockKey(id string) string { return keyPrefix + "lock:" + id }
+
+// unlockScript deletes KEYS[1] only if it still holds ARGV[1], the
+// holder's token: a holder whose lock expired and was taken by another
+// replica must not release the new holder's lock.
+var unlockScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+`)
+
+// errUnavailable is TryLock's answer while Redis does not answer.
+var errUnavailable = errors.New("redis unavailable")
+
+// Election elects, among replicas, the one that calls the upstream for an
+// id: a Redis key taken with SET NX PX and a random token, which expires
+// by itself if its holder dies.
+type Election struct {
+	conn *conn
+}
+
+// TryLock takes id's lock for at most ttl. It returns the function that
+// releases it, nil if another replica holds it, or an error if Redis does
+// not answer (the caller then goes ahead on its own).
+func (l *Election) TryLock(ctx context.Context, id string, ttl time.Duration) (func(), error) {
+	key, token := lockKey(id), newToken()
+	var won bool
+	if !l.conn.do(ctx, func(ctx context.Context) error {
+		var err error
+		won, err = l.conn.rdb.SetNX(ctx, key, token, max(ttl, time.Millisecond)).Result()
+		return err
+	}) {
+		return nil, errUnavailable
+	}
+	if !won {
+		return nil, nil
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			// Run when the holder's own context is over; a failure
+			// leaves the lock to expire.
+			l.conn.do(context.Background(), func(ctx context.Context) error {
+				return unlockScript.Run(ctx, l.conn.rdb, []string{key}, token).Err()
+			})
+		})
+	}, nil
+}
+
+// newToken returns 128 random bits, in base 36.
+func newToken() string {
+	return strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+}

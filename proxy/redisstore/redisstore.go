@@ -1,0 +1,198 @@
+// Package redisstore lets the gateway's replicas share their answer cache, their
+// rate limits and the election of the replica that calls the upstream for a
+// cold id, through Redis.
+//
+// Each replica keeps its in-process cache as a small first level in front
+// of Redis. Redis is never needed to answer: when it is slow or
+// unreachable, a replica falls back to its own cache and limits within one
+// short operation timeout, skips Redis for a while, and shares again once a
+// probe succeeds.
+//
+// Every key starts with "bluetape-gateway:v1:"; the version changes with
+// any change of layout or encoding, so that replicas of different versions
+// never misread each other's entries.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+)
+
+// keyPrefix starts every key and channel name the gateway uses.
+const keyPrefix = "bluetape-gateway:v1:"
+
+// Defaults of Options.
+const (
+	DefaultTimeout    = 100 * time.Millisecond
+	DefaultRetryAfter = time.Second
+	DefaultL1TTL      = 30 * time.Second
+)
+
+// Options configures a Backend.
+type Options struct {
+	// URL locates Redis, in the forms go-redis reads:
+	//   - one server, as ParseURL reads it: redis://[user:password@]host:port[/db],
+	//     rediss://... for TLS, or unix://[user:password@]/path/to/socket?db=N;
+	//   - Sentinel, with a master_name query parameter, as ParseFailoverURL
+	//     reads it: redis://[user:password@]sentinel:26379[/db]?master_name=NAME[&addr=sentinel2:26379...];
+	//   - Cluster, with one or more addr query parameters and no
+	//     master_name, as ParseClusterURL reads it:
+	//     redis://[user:password@]node:6379?addr=node2:6379[&addr=...].
+	// Its query options (pool_size, client_name, protocol, ...) are
+	// honoured, except the timeouts and retries, which Timeout governs,
+	// and the options that send commands to replicas, which are refused.
+	URL string
+	// L1 is the replica's own cache, the first level. Required. Its
+	// windows (TTL, NegativeTTL, StaleTTL) and clock apply to Redis too.
+	L1 *cache.Cache
+	// Local holds the replica's own buckets, used while Redis is
+	// unreachable. Required.
+	Local *ratelimit.Store
+
+	// L1TTL bounds how long the first level serves an entry without
+	// looking at Redis again; it bounds how stale a replica can be after
+	// an eviction it missed. By default min(L1's TTL, 30s).
+	L1TTL time.Duration
+
+	// Timeout bounds each Redis operation, connecting included. By
+	// default 100ms.
+	Timeout time.Duration
+	// RetryAfter is how long a replica leaves Redis alone after an
+	// operation failed, before one operation probes it again. By
+	// default 1s.
+	RetryAfter time.Duration
+
+	// Metrics counts failed Redis operations; Logger tells when Redis
+	// goes away and comes back. Both required.
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+}
+
+// Backend is the gateway's shared state in Redis. Its TwoLevelCache, Buckets
+// and Election are safe for concurrent use. Create it with New; Close releases
+// its connections.
+type Backend struct {
+	conn    *conn
+	cache   *TwoLevelCache
+	limiter *Buckets
+	locker  *Election
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// New connects to Redis as o says. It fails only on an invalid URL or
+// missing option: an unreachable Redis is logged, and the Backend starts in
+// local mode and keeps probing. Evictions published by other replicas are
+// applied to L1 until ctx is done or Close is called.
+func New(ctx context.Context, o Options) (*Backend, error) {
+	if o.L1 == nil || o.Local == nil || o.Metrics == nil || o.Logger == nil {
+		return nil, errors.New("redisstore: L1, Local, Metrics and Logger are required")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	tgt, err := parseURL(o.URL, o.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = DefaultRetryAfter
+	}
+	if o.L1TTL <= 0 {
+		o.L1TTL = min(o.L1.Options().TTL, DefaultL1TTL)
+	}
+	c := &conn{
+		rdb:     tgt.client(),
+		timeout: o.Timeout,
+		circuit: newCircuit(o.RetryAfter, o.Metrics, o.Logger),
+	}
+	ctx, stop := context.WithCancel(ctx)
+	s := &Backend{
+		conn:    c,
+		cache:   &TwoLevelCache{conn: c, l1: o.L1, opts: o.L1.Options(), l1TTL: o.L1TTL, log: o.Logger},
+		limiter: &Buckets{conn: c, local: o.Local},
+		locker:  &Election{conn: c},
+		stop:    stop,
+		done:    make(chan struct{}),
+	}
+	if c.do(ctx, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }) {
+		o.Logger.Info("sharing cache, rate limits and upstream calls through Redis", "redis", tgt.String())
+	}
+	go func() {
+		defer close(s.done)
+		s.cache.watchEvictions(ctx)
+	}()
+	return s, nil
+}
+
+// Cache returns the two-level answer cache.
+func (s *Backend) Cache() *TwoLevelCache { return s.cache }
+
+// Limiter returns the shared token buckets, for caller limits and the
+// upstream quota alike.
+func (s *Backend) Limiter() *Buckets { return s.limiter }
+
+// Locker returns the cross-replica election of upstream callers.
+func (s *Backend) Locker() *Election { return s.locker }
+
+// Close stops applying evictions and closes the connections to Redis.
+func (s *Backend) Close() error {
+	s.stop()
+	<-s.done
+	return s.conn.rdb.Close()
+}
+
+// conn is the Redis client with its operation timeout and circuit. Every
+// operation goes through do.
+type conn struct {
+	rdb     redis.UniversalClient
+	timeout time.Duration
+	circuit *circuit
+}
+
+// do runs op within the operation timeout, unless the circuit says to
+// leave Redis alone. It reports whether Redis answered; redis.Nil (no
+// such key) is an answer. A failure is counted and opens the circuit. A
+// caller that goes away says nothing about Redis and changes nothing.
+func (c *conn) do(ctx context.Context, op func(context.Context) error) bool {
+	done, ok := c.circuit.allow()
+	if !ok {
+		return false
+	}
+	octx, cancel := context.WithTimeout(ctx, c.timeout)
+	err := op(octx)
+	cancel()
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		done(nil)
+		return true
+	case ctx.Err() != nil:
+		done(errAbandoned)
+		return false
+	default:
+		done(err)
+		return false
+	}
+}
+
+// RouteClientLogs sends go-redis's own log lines to log at debug level.
+// go-redis has one process-wide logger, so this sets it for every client
+// in the process; main calls it once. The circuit already reports Redis
+// trouble once per change of state.
+func RouteClientLogs(log *slog.Logger) { redis.SetLogger(clientLog{log}) }
+
+// clientLog passes go-redis's own log lines on at debug level.
+type clientLog struct{ log *slog.Logger }
+
+func (l clientLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}

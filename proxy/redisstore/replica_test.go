@@ -1,0 +1,140 @@
+package redisstore
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
+	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+)
+
+// newTestClock returns the settable clock of cache freshness the
+// replicas share.
+func newTestClock() *gatewaytest.Clock { return gatewaytest.NewClockAt(time.Unix(1_800_000_000, 0)) }
+
+// replica is one gateway replica's shared state, as the gateway would
+// build it.
+type replica struct {
+	*Backend
+	l1    *cache.Cache
+	clock *gatewaytest.Clock
+	reg   *prometheus.Registry
+	logs  *gatewaytest.LogBuffer
+}
+
+// Cache windows of the tests.
+const (
+	testTTL      = 15 * time.Minute
+	testNegative = 30 * time.Second
+	testStale    = time.Hour
+	testTimeout  = 5 * time.Second
+)
+
+// newReplica connects a replica to the Redis at url; edit may change the
+// options first. The store is closed at the end of the test.
+func newReplica(t *testing.T, url string, clock *gatewaytest.Clock, edit func(*Options)) *replica {
+	t.Helper()
+	if clock == nil {
+		clock = newTestClock()
+	}
+	r := &replica{
+		l1: cache.New(cache.Options{TTL: testTTL, NegativeTTL: testNegative, StaleTTL: testStale,
+			MaxEntries: 100, Now: clock.Now}),
+		clock: clock,
+		reg:   prometheus.NewRegistry(),
+		logs:  &gatewaytest.LogBuffer{},
+	}
+	m, err := metrics.New(r.reg, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{
+		URL: url, L1: r.l1, Local: ratelimit.New(ratelimit.Options{}),
+		Metrics: m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil)),
+		// Generous, so that a loaded test machine cannot turn a slow
+		// answer into a fallback; the failure tests set their own.
+		Timeout: testTimeout,
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	r.l1 = o.L1
+	s, err := New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	r.Backend = s
+	return r
+}
+
+// redisErrors returns the replica's bluetape_gateway_redis_errors_total.
+func (r *replica) redisErrors(t *testing.T) float64 {
+	t.Helper()
+	families, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == metrics.RedisErrorsTotal {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s not registered", metrics.RedisErrorsTotal)
+	return 0
+}
+
+// logCount returns how many log lines contain s.
+func (r *replica) logCount(s string) int { return strings.Count(r.logs.String(), s) }
+
+// rawClient is a plain client for looking at what the replicas wrote.
+func rawClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// blackhole accepts connections and never answers: a Redis that hangs.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}

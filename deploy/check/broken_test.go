@@ -90,6 +90,7 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 
 	cases := map[string]struct {
 		kustomization string
+		overlay       string // the overlay broken; production when empty
 		files         map[string]string
 		rule          string // the rule that must fail; empty when rendering must fail
 		want          string // a fragment of the problem or error
@@ -153,11 +154,12 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
     secretKeyRef: {name: bluetape-gateway, key: api-key}`),
 			rule: "secret-env", want: "comes from a Secret as plain environment",
 		},
-		"redis url with a literal password": {
+		"redis url as environment": {
 			kustomization: envPatch(`
 - name: GATEWAY_REDIS_URL
-  value: redis://:hunter2@redis:6379/0`),
-			rule: "secret-env", want: "GATEWAY_REDIS_URL must come from a Secret",
+  valueFrom:
+    secretKeyRef: {name: bluetape-gateway-redis, key: url}`),
+			rule: "secret-env", want: "GATEWAY_REDIS_URL is set; the Redis URL comes from a mounted Secret file",
 		},
 		"secret file outside the mount": {
 			kustomization: envPatch(`
@@ -205,12 +207,12 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
   value: {preStop: {exec: {command: [sleep, "10"]}}}`),
 			rule: "shutdown", want: "preStop runs a command",
 		},
-		"one replica": {
+		"replicas beside the autoscaler": {
 			kustomization: deploymentPatch(`
-- op: replace
+- op: add
   path: /spec/replicas
-  value: 1`),
-			rule: "replicas", want: "replicas 1; want at least 2",
+  value: 3`),
+			rule: "replicas", want: "replicas 3 is set while HorizontalPodAutoscaler/bluetape-gateway scales it",
 		},
 		"service selects other pods": {
 			kustomization: jsonPatch("Service", `
@@ -249,10 +251,50 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 		},
 		"redis without egress": {
 			kustomization: envPatch(`
-- name: GATEWAY_REDIS_URL
-  valueFrom:
-    secretKeyRef: {name: bluetape-gateway-redis, key: url}`),
+- name: GATEWAY_REDIS_URL_FILE
+  value: /var/run/secrets/bluetape/url`),
 			rule: "network-policy", want: "no egress to 6379/TCP",
+		},
+		"redis egress without TLS and Sentinel": {
+			overlay: "redis",
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/2/ports/2
+- op: remove
+  path: /spec/egress/2/ports/1`),
+			rule: "network-policy", want: "no egress to 6380/TCP",
+		},
+		"redis egress without Sentinel": {
+			overlay: "redis",
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/2/ports/2`),
+			rule: "network-policy", want: "no egress to 26379/TCP",
+		},
+		"dns open to every address": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/0/to`),
+			rule: "network-policy", want: "DNS (53/UDP) open beyond the cluster DNS",
+		},
+		"https open to the cluster": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/1/to`),
+			rule: "network-policy", want: "HTTPS open to every address, the Kubernetes API server included",
+		},
+		"https open to a private range": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/1/to/0/ipBlock/except/0`),
+			rule: "network-policy", want: "reaches the private range 10.0.0.0/8 on 443",
+		},
+		"ingress class changed without its controller": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: replace
+  path: /spec/ingress/0/from/1/namespaceSelector/matchLabels
+  value: {kubernetes.io/metadata.name: ingress-nginx}`),
+			rule: "network-policy", want: "API port not open to the namespace labelled bluetape-gateway/ingress-class=nginx-internal",
 		},
 		"pdb blocks every eviction": {
 			kustomization: jsonPatch("PodDisruptionBudget", `
@@ -331,7 +373,11 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 			if err := os.MkdirAll(overlay, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			files := map[string]string{"kustomization.yaml": tc.kustomization}
+			k := tc.kustomization
+			if tc.overlay != "" {
+				k = strings.Replace(k, "../production", "../"+tc.overlay, 1)
+			}
+			files := map[string]string{"kustomization.yaml": k}
 			for f, body := range tc.files {
 				files[f] = body
 			}

@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,6 +73,9 @@ func indent(s string, n int) string {
 	return b.String() + "\n"
 }
 
+// kubeScore prefixes the id of a kube-score check in a case's rule.
+const kubeScore = "kube-score/"
+
 // TestChecksCatchBrokenManifests proves that the checks fail: each case
 // breaks a copy of the production overlay in one way, and the named rule
 // must report it.
@@ -92,8 +96,10 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 		kustomization string
 		overlay       string // the overlay broken; production when empty
 		files         map[string]string
-		rule          string // the rule that must fail; empty when rendering must fail
-		want          string // a fragment of the problem or error
+		// rule is the rule that must fail: a deploy rule, or kubeScore and a
+		// kube-score check id; empty when rendering must fail.
+		rule string
+		want string // a fragment of the problem or error
 	}{
 		"liveness probe path": {
 			kustomization: deploymentPatch(`
@@ -119,7 +125,7 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 			kustomization: deploymentPatch(`
 - op: remove
   path: /spec/template/spec/containers/0/securityContext/readOnlyRootFilesystem`),
-			rule: "security-context", want: "readOnlyRootFilesystem is not true",
+			rule: kubeScore + "container-security-context-readonlyrootfilesystem",
 		},
 		"capability added": {
 			kustomization: deploymentPatch(`
@@ -133,7 +139,7 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 - op: replace
   path: /spec/template/spec/securityContext/runAsUser
   value: 0`),
-			rule: "security-context", want: "runAsUser 0",
+			rule: kubeScore + "container-security-context-user-group-id",
 		},
 		"misspelt variable": {
 			kustomization: envPatch(`
@@ -212,21 +218,21 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 - op: add
   path: /spec/replicas
   value: 3`),
-			rule: "replicas", want: "replicas 3 is set while HorizontalPodAutoscaler/bluetape-gateway scales it",
+			rule: kubeScore + "deployment-targeted-by-hpa-does-not-have-replicas-configured",
 		},
 		"service selects other pods": {
 			kustomization: jsonPatch("Service", `
 - op: replace
   path: /spec/selector
   value: {app.kubernetes.io/name: bluetape-gatway}`),
-			rule: "selectors", want: "Service/bluetape-gateway: selector app.kubernetes.io/name=bluetape-gatway does not match",
+			rule: kubeScore + "service-targets-pod",
 		},
 		"autoscaler targets another deployment": {
 			kustomization: jsonPatch("HorizontalPodAutoscaler", `
 - op: replace
   path: /spec/scaleTargetRef/name
   value: gateway`),
-			rule: "selectors", want: "targets apps/v1 Deployment/gateway",
+			rule: kubeScore + "horizontalpodautoscaler-has-target",
 		},
 		"ingress publishes the admin port": {
 			kustomization: jsonPatch("Ingress", `
@@ -307,13 +313,19 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 			kustomization: deploymentPatch(`
 - op: remove
   path: /spec/template/spec/containers/0/resources/requests/cpu`),
-			rule: "autoscaler", want: "requests no cpu",
+			rule: kubeScore + "container-resources",
 		},
 		"GOMEMLIMIT at the container limit": {
 			kustomization: envPatch(`
 - name: GOMEMLIMIT
   value: 256MiB`),
 			rule: "resources", want: "GOMEMLIMIT=256MiB is above 95% of the memory limit 256Mi",
+		},
+		"no ephemeral-storage limit": {
+			kustomization: deploymentPatch(`
+- op: remove
+  path: /spec/template/spec/containers/0/resources/limits/ephemeral-storage`),
+			rule: kubeScore + "container-ephemeral-storage-request-and-limit",
 		},
 		"oversized dashboard": {
 			kustomization: "resources:\n  - ../production\n  - big.yaml\n",
@@ -338,7 +350,7 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 		},
 		"latest image": {
 			kustomization: "resources:\n  - ../production\nimages:\n  - name: registry.example.com/bluetape/bluetape-gateway\n    newTag: latest\n",
-			rule:          "image", want: "has no pinned tag or digest",
+			rule: kubeScore + "container-image-tag",
 		},
 		"service monitor scrapes the API port": {
 			kustomization: jsonPatch("ServiceMonitor", `
@@ -391,6 +403,16 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Errorf("got render error %v; want one containing %q", err, tc.want)
 				}
+				return
+			}
+			if id, ok := strings.CutPrefix(tc.rule, kubeScore); ok {
+				failures := kubeScoreFailures(t, overlay)
+				for _, ids := range failures {
+					if slices.Contains(ids, id) {
+						return
+					}
+				}
+				t.Errorf("kube-score reported %q; want a failure of %s", failures, id)
 				return
 			}
 			r := renderForChecks(t, dir, overlay, examples)

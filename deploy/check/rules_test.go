@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/deploy/check/manifest"
@@ -102,10 +101,8 @@ type deployRule struct {
 
 var deployRules = []deployRule{
 	{"kinds", checkKinds},
-	{"names-and-labels", checkNamesAndLabels},
+	{"namespace", checkNamespace},
 	{"object-size", checkObjectSize},
-	{"replicas", checkReplicas},
-	{"selectors", checkSelectors},
 	{"container-ports", checkContainerPorts},
 	{"probes", checkProbes},
 	{"env-names", checkEnvNames},
@@ -116,12 +113,10 @@ var deployRules = []deployRule{
 	{"service-account", checkServiceAccount},
 	{"resources", checkResources},
 	{"topology-spread", checkTopologySpread},
-	{"image", checkImage},
 	{"service", checkService},
 	{"ingress", checkIngress},
 	{"network-policy", checkNetworkPolicy},
 	{"pod-disruption-budget", checkPodDisruptionBudget},
-	{"autoscaler", checkAutoscaler},
 	{"service-monitor", checkServiceMonitor},
 }
 
@@ -286,7 +281,9 @@ func checkKinds(r *rendered) []string {
 	return problems
 }
 
-func checkNamesAndLabels(r *rendered) []string {
+// checkNamespace keeps every object in one namespace, so that selectors
+// and the Service's DNS name mean the same objects.
+func checkNamespace(r *rendered) []string {
 	var problems []string
 	namespaces := make(map[string]bool)
 	for _, o := range r.objects {
@@ -294,20 +291,6 @@ func checkNamesAndLabels(r *rendered) []string {
 			problems = append(problems, fmt.Sprintf("%s: no namespace", o))
 		}
 		namespaces[o.Namespace] = true
-		for _, msg := range validation.IsDNS1123Subdomain(o.Name) {
-			problems = append(problems, fmt.Sprintf("%s: name: %s", o, msg))
-		}
-		if o.Kind == "Service" {
-			for _, msg := range validation.IsDNS1035Label(o.Name) {
-				problems = append(problems, fmt.Sprintf("%s: name: %s", o, msg))
-			}
-		}
-		if m, ok := o.Value.(metav1.Object); ok {
-			problems = append(problems, checkLabelSet(o.String(), m.GetLabels())...)
-		}
-	}
-	for _, d := range typedObjects[*appsv1.Deployment](r.objects) {
-		problems = append(problems, checkLabelSet("Deployment/"+d.Name+" pod template", d.Spec.Template.Labels)...)
 	}
 	if len(namespaces) > 1 {
 		problems = append(problems, fmt.Sprintf("objects span namespaces %v; want one", slices.Sorted(mapKeys(namespaces))))
@@ -323,19 +306,6 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 			}
 		}
 	}
-}
-
-func checkLabelSet(what string, set map[string]string) []string {
-	var problems []string
-	for k, v := range set {
-		for _, msg := range validation.IsQualifiedName(k) {
-			problems = append(problems, fmt.Sprintf("%s: label key %q: %s", what, k, msg))
-		}
-		for _, msg := range validation.IsValidLabelValue(v) {
-			problems = append(problems, fmt.Sprintf("%s: label %s=%q: %s", what, k, v, msg))
-		}
-	}
-	return problems
 }
 
 // maxAppliedSize is the limit on an object's annotations, which client-side
@@ -357,77 +327,11 @@ func checkObjectSize(r *rendered) []string {
 	return problems
 }
 
-// checkReplicas refuses spec.replicas beside an autoscaler: every
-// "kubectl apply" would reset a scaled-out Deployment to it. Without an
-// autoscaler the Deployment needs at least minReplicas.
-func checkReplicas(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		n := w.d.Spec.Replicas
-		for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
-			if n != nil && h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == w.d.Name {
-				return []string{fmt.Sprintf("%s: replicas %d is set while HorizontalPodAutoscaler/%s scales it; every apply would reset the count (minReplicas is the floor)", w, *n, h.Name)}
-			}
-		}
-		if len(typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects)) == 0 && (n == nil || *n < minReplicas) {
-			return []string{fmt.Sprintf("%s: replicas %s; want at least %d", w, ptrString(n), minReplicas)}
-		}
-		return nil
-	})
-}
-
 func ptrString[T any](p *T) string {
 	if p == nil {
 		return "unset"
 	}
 	return fmt.Sprint(*p)
-}
-
-func checkSelectors(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		var problems []string
-		match := func(what string, sel *metav1.LabelSelector) {
-			ok, err := selects(sel, w.podLabels())
-			switch {
-			case err != nil:
-				problems = append(problems, fmt.Sprintf("%s: selector: %v", what, err))
-			case !ok:
-				problems = append(problems, fmt.Sprintf("%s: selector %s does not match the pods of %s (labels %v)",
-					what, metav1.FormatLabelSelector(sel), w, w.podLabels()))
-			}
-		}
-		match(w.String(), w.d.Spec.Selector)
-		for _, s := range typedObjects[*corev1.Service](r.objects) {
-			if len(s.Spec.Selector) == 0 {
-				problems = append(problems, fmt.Sprintf("Service/%s: no selector", s.Name))
-				continue
-			}
-			match("Service/"+s.Name, &metav1.LabelSelector{MatchLabels: s.Spec.Selector})
-		}
-		for _, p := range typedObjects[*policyv1.PodDisruptionBudget](r.objects) {
-			match("PodDisruptionBudget/"+p.Name, p.Spec.Selector)
-		}
-		for _, np := range typedObjects[*networkingv1.NetworkPolicy](r.objects) {
-			match("NetworkPolicy/"+np.Name, &np.Spec.PodSelector)
-		}
-		for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
-			ref := h.Spec.ScaleTargetRef
-			if ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || ref.Name != w.d.Name {
-				problems = append(problems, fmt.Sprintf("HorizontalPodAutoscaler/%s: targets %s %s/%s; want apps/v1 %s",
-					h.Name, ref.APIVersion, ref.Kind, ref.Name, w))
-			}
-		}
-		for _, sm := range typedObjects[*monitoringv1.ServiceMonitor](r.objects) {
-			services := typedObjects[*corev1.Service](r.objects)
-			if !slices.ContainsFunc(services, func(s *corev1.Service) bool {
-				ok, err := selects(&sm.Spec.Selector, s.Labels)
-				return err == nil && ok
-			}) {
-				problems = append(problems, fmt.Sprintf("ServiceMonitor/%s: selector %s matches no Service",
-					sm.Name, metav1.FormatLabelSelector(&sm.Spec.Selector)))
-			}
-		}
-		return problems
-	})
 }
 
 func checkContainerPorts(r *rendered) []string {
@@ -506,12 +410,7 @@ func checkEnvNames(r *rendered) []string {
 	known = append(known, envRedisURLFile)
 	return forEachWorkload(r, func(w workload) []string {
 		var problems []string
-		seen := make(map[string]bool)
 		for _, e := range w.c.Env {
-			if seen[e.Name] {
-				problems = append(problems, fmt.Sprintf("%s: %s is set twice", w, e.Name))
-			}
-			seen[e.Name] = true
 			if !slices.Contains(known, e.Name) {
 				problems = append(problems, fmt.Sprintf("%s: %s is not a variable the gateway reads", w, e.Name))
 			}
@@ -701,13 +600,6 @@ func checkSecurityContext(r *rendered) []string {
 			if !orBool(sc.RunAsNonRoot, pod.RunAsNonRoot) {
 				problems = append(problems, fmt.Sprintf("%s: runAsNonRoot is not true", what))
 			}
-			uid := sc.RunAsUser
-			if uid == nil {
-				uid = pod.RunAsUser
-			}
-			if uid == nil || *uid == 0 {
-				problems = append(problems, fmt.Sprintf("%s: runAsUser %s; want a numeric non-root UID", what, ptrString(uid)))
-			}
 			seccomp := sc.SeccompProfile
 			if seccomp == nil {
 				seccomp = pod.SeccompProfile
@@ -717,12 +609,6 @@ func checkSecurityContext(r *rendered) []string {
 			}
 			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 				problems = append(problems, fmt.Sprintf("%s: allowPrivilegeEscalation is not false", what))
-			}
-			if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-				problems = append(problems, fmt.Sprintf("%s: readOnlyRootFilesystem is not true", what))
-			}
-			if sc.Privileged != nil && *sc.Privileged {
-				problems = append(problems, fmt.Sprintf("%s: privileged", what))
 			}
 			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
 				problems = append(problems, fmt.Sprintf("%s: capabilities do not drop ALL", what))
@@ -769,19 +655,6 @@ func checkResources(r *rendered) []string {
 	return forEachWorkload(r, func(w workload) []string {
 		var problems []string
 		res := w.c.Resources
-		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			req, hasReq := res.Requests[name]
-			lim, hasLim := res.Limits[name]
-			if !hasReq || req.IsZero() {
-				problems = append(problems, fmt.Sprintf("%s: no %s request", w, name))
-			}
-			if !hasLim || lim.IsZero() {
-				problems = append(problems, fmt.Sprintf("%s: no %s limit", w, name))
-			}
-			if hasReq && hasLim && req.Cmp(lim) > 0 {
-				problems = append(problems, fmt.Sprintf("%s: %s request %s exceeds limit %s", w, name, req.String(), lim.String()))
-			}
-		}
 		if e, ok := w.env["GOMEMLIMIT"]; ok {
 			soft, err := parseGoMemLimit(e.Value)
 			lim, hasLim := res.Limits[corev1.ResourceMemory]
@@ -831,21 +704,6 @@ func checkTopologySpread(r *rendered) []string {
 			problems = append(problems, fmt.Sprintf("%s: no topology spread across nodes (%s)", w, corev1.LabelHostname))
 		}
 		return problems
-	})
-}
-
-func checkImage(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		img := w.c.Image
-		if _, digest, ok := strings.Cut(img, "@"); ok && strings.HasPrefix(digest, "sha256:") {
-			return nil
-		}
-		name := img[strings.LastIndex(img, "/")+1:]
-		_, tag, ok := strings.Cut(name, ":")
-		if !ok || tag == "" || tag == "latest" {
-			return []string{fmt.Sprintf("%s: image %q has no pinned tag or digest", w, img)}
-		}
-		return nil
 	})
 }
 
@@ -1212,38 +1070,6 @@ func checkPodDisruptionBudget(r *rendered) []string {
 	})
 }
 
-func checkAutoscaler(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		var problems []string
-		for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
-			obj := "HorizontalPodAutoscaler/" + h.Name
-			lo := int32(1)
-			if h.Spec.MinReplicas != nil {
-				lo = *h.Spec.MinReplicas
-			}
-			if lo < minReplicas {
-				problems = append(problems, fmt.Sprintf("%s: minReplicas %d; want at least %d", obj, lo, minReplicas))
-			}
-			if h.Spec.MaxReplicas < lo {
-				problems = append(problems, fmt.Sprintf("%s: maxReplicas %d below minReplicas %d", obj, h.Spec.MaxReplicas, lo))
-			}
-			if len(h.Spec.Metrics) == 0 {
-				problems = append(problems, obj+": no metrics")
-			}
-			for _, m := range h.Spec.Metrics {
-				if m.Resource == nil || m.Resource.Target.Type != autoscalingv2.UtilizationMetricType {
-					continue
-				}
-				// Utilization is relative to the request; without one the HPA does nothing.
-				if q, ok := w.c.Resources.Requests[m.Resource.Name]; !ok || q.IsZero() {
-					problems = append(problems, fmt.Sprintf("%s: scales on %s utilization but %s requests no %s", obj, m.Resource.Name, w, m.Resource.Name))
-				}
-			}
-		}
-		return problems
-	})
-}
-
 func checkServiceMonitor(r *rendered) []string {
 	return forEachWorkload(r, func(w workload) []string {
 		_, admin, problems := w.ports()
@@ -1255,6 +1081,12 @@ func checkServiceMonitor(r *rendered) []string {
 			obj := "ServiceMonitor/" + sm.Name
 			if len(sm.Spec.Endpoints) == 0 {
 				problems = append(problems, obj+": no endpoints")
+			}
+			if !slices.ContainsFunc(services, func(s *corev1.Service) bool {
+				ok, err := selects(&sm.Spec.Selector, s.Labels)
+				return err == nil && ok
+			}) {
+				problems = append(problems, fmt.Sprintf("%s: selector %s matches no Service", obj, metav1.FormatLabelSelector(&sm.Spec.Selector)))
 			}
 			for _, ep := range sm.Spec.Endpoints {
 				if ep.Path != metricsPath {

@@ -350,7 +350,7 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 		},
 		"latest image": {
 			kustomization: "resources:\n  - ../production\nimages:\n  - name: registry.example.com/bluetape/bluetape-gateway\n    newTag: latest\n",
-			rule: kubeScore + "container-image-tag",
+			rule:          kubeScore + "container-image-tag",
 		},
 		"service monitor scrapes the API port": {
 			kustomization: jsonPatch("ServiceMonitor", `

@@ -3,33 +3,18 @@ package check
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/bluetape/bluetape-gateway/deploy/check/manifest"
 )
 
-// kubeScoreBinary returns the path of kube-score. Without it the test is
-// skipped, except in CI, where .ci/run installs it.
-func kubeScoreBinary(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("kube-score")
-	switch {
-	case err != nil && os.Getenv("CI") == "true":
-		t.Fatal("kube-score is not on PATH; CI must install it (go install github.com/zegl/kube-score/cmd/kube-score@latest)")
-	case err != nil:
-		t.Skip("kube-score is not on PATH; install it with go install github.com/zegl/kube-score/cmd/kube-score@latest")
-	}
-	return path
-}
-
 // kubeScoreFailures renders dir and returns the ids of the kube-score checks
 // that fail on it, by object name. Accepted findings are ignored per object
 // with the kube-score/ignore annotation (see docs/operations.md).
 func kubeScoreFailures(t *testing.T, dir string) map[string][]string {
 	t.Helper()
-	bin := kubeScoreBinary(t)
+	bin := requireTool(t, "kube-score", "go install github.com/zegl/kube-score/cmd/kube-score@v1.20.0")
 	yaml, err := manifest.RenderYAML(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -143,18 +143,23 @@ func readAlertRules(t *testing.T) []ruleGroup {
 	return f.Groups
 }
 
-// promtool returns the path of promtool. Without it the test is skipped,
-// except in CI, where a skipped rule test would hide broken alerts.
-func promtool(t *testing.T) string {
+// requireTool returns the path of the command name. Without it the test is
+// skipped, except in CI, where a skipped check would hide what it checks;
+// install says how to get it.
+func requireTool(t *testing.T, name, install string) string {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
+	path, err := exec.LookPath(name)
 	switch {
 	case err != nil && os.Getenv("CI") == "true":
-		t.Fatal("promtool is not on PATH; CI must install it (Debian: apt-get install prometheus)")
+		t.Fatalf("%s is not on PATH; CI must install it (%s)", name, install)
 	case err != nil:
-		t.Skip("promtool is not on PATH; install it (Debian: apt-get install prometheus) to check and unit-test the alerting rules")
+		t.Skipf("%s is not on PATH; install it (%s) to run this check", name, install)
 	}
 	return path
+}
+
+func promtool(t *testing.T) string {
+	return requireTool(t, "promtool", "Debian: apt-get install prometheus")
 }
 
 // TestPromtoolCheckRules runs "promtool check rules" on rules.yml.
@@ -565,6 +570,26 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	ids := make(map[float64]bool)
+	walkDashboard(dash, func(where string, v map[string]any) {
+		if ds, ok := v["datasource"].(map[string]any); ok && ds["type"] == "prometheus" && ds["uid"] != "${datasource}" {
+			t.Errorf("%s: datasource uid %v; want ${datasource}", where, ds["uid"])
+		}
+		if _, isPanel := v["gridPos"]; isPanel {
+			if _, ok := v["datasource"]; !ok && v["type"] != "row" {
+				t.Errorf("%s: panel has no datasource", where)
+			}
+			id, _ := v["id"].(float64)
+			if ids[id] {
+				t.Errorf("%s: panel id %v is used twice", where, id)
+			}
+			ids[id] = true
+		}
+	})
+}
+
+// walkDashboard calls visit on every JSON object of a decoded dashboard
+// outside its templating, with where naming it by the titles above it.
+func walkDashboard(dash map[string]any, visit func(where string, obj map[string]any)) {
 	var walk func(where string, v any)
 	walk = func(where string, v any) {
 		switch v := v.(type) {
@@ -572,19 +597,7 @@ func TestDashboard(t *testing.T) {
 			if title, ok := v["title"].(string); ok {
 				where += "/" + title
 			}
-			if ds, ok := v["datasource"].(map[string]any); ok && ds["type"] == "prometheus" && ds["uid"] != "${datasource}" {
-				t.Errorf("%s: datasource uid %v; want ${datasource}", where, ds["uid"])
-			}
-			if _, isPanel := v["gridPos"]; isPanel {
-				if _, ok := v["datasource"]; !ok && v["type"] != "row" {
-					t.Errorf("%s: panel has no datasource", where)
-				}
-				id, _ := v["id"].(float64)
-				if ids[id] {
-					t.Errorf("%s: panel id %v is used twice", where, id)
-				}
-				ids[id] = true
-			}
+			visit(where, v)
 			for k, c := range v {
 				if k != "templating" {
 					walk(where, c)
@@ -623,29 +636,12 @@ type promQuery struct {
 // query_result variable query.
 func dashboardQueries(dash map[string]any) []promQuery {
 	var qs []promQuery
-	var walk func(where string, v any)
-	walk = func(where string, v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if title, ok := v["title"].(string); ok {
-				where += "/" + title
-			}
-			if expr, ok := v["expr"].(string); ok {
-				ref, _ := v["refId"].(string)
-				qs = append(qs, promQuery{where: where + "/" + ref, expr: expr})
-			}
-			for k, c := range v {
-				if k != "templating" {
-					walk(where, c)
-				}
-			}
-		case []any:
-			for _, c := range v {
-				walk(where, c)
-			}
+	walkDashboard(dash, func(where string, v map[string]any) {
+		if expr, ok := v["expr"].(string); ok {
+			ref, _ := v["refId"].(string)
+			qs = append(qs, promQuery{where: where + "/" + ref, expr: expr})
 		}
-	}
-	walk("dashboard.json", dash)
+	})
 
 	templating, _ := dash["templating"].(map[string]any)
 	list, _ := templating["list"].([]any)
@@ -906,33 +902,16 @@ func dashboardScopeProblems(p parser.Parser, dash map[string]any) []string {
 			}
 		}
 	}
-	var walk func(where string, v any)
-	walk = func(where string, v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if title, ok := v["title"].(string); ok {
-				where += "/" + title
-			}
-			targets, _ := v["targets"].([]any)
-			for _, t := range targets {
-				t, _ := t.(map[string]any)
-				expr, _ := t["expr"].(string)
-				if v["type"] == "timeseries" && strings.Contains(expr, "histogram_quantile") && t["exemplar"] != true {
-					problems = append(problems, fmt.Sprintf("%s/%v: latency query without exemplars", where, t["refId"]))
-				}
-			}
-			for k, c := range v {
-				if k != "templating" && k != "targets" {
-					walk(where, c)
-				}
-			}
-		case []any:
-			for _, c := range v {
-				walk(where, c)
+	walkDashboard(dash, func(where string, v map[string]any) {
+		targets, _ := v["targets"].([]any)
+		for _, t := range targets {
+			t, _ := t.(map[string]any)
+			expr, _ := t["expr"].(string)
+			if v["type"] == "timeseries" && strings.Contains(expr, "histogram_quantile") && t["exemplar"] != true {
+				problems = append(problems, fmt.Sprintf("%s/%v: latency query without exemplars", where, t["refId"]))
 			}
 		}
-	}
-	walk("dashboard.json", dash)
+	})
 	return problems
 }
 

@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,6 +73,9 @@ func indent(s string, n int) string {
 	return b.String() + "\n"
 }
 
+// kubeScore prefixes the id of a kube-score check in a case's rule.
+const kubeScore = "kube-score/"
+
 // TestChecksCatchBrokenManifests proves that the checks fail: each case
 // breaks a copy of the production overlay in one way, and the named rule
 // must report it.
@@ -90,9 +94,12 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 
 	cases := map[string]struct {
 		kustomization string
+		overlay       string // the overlay broken; production when empty
 		files         map[string]string
-		rule          string // the rule that must fail; empty when rendering must fail
-		want          string // a fragment of the problem or error
+		// rule is the rule that must fail: a deploy rule, or kubeScore and a
+		// kube-score check id; empty when rendering must fail.
+		rule string
+		want string // a fragment of the problem or error
 	}{
 		"liveness probe path": {
 			kustomization: deploymentPatch(`
@@ -118,7 +125,7 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 			kustomization: deploymentPatch(`
 - op: remove
   path: /spec/template/spec/containers/0/securityContext/readOnlyRootFilesystem`),
-			rule: "security-context", want: "readOnlyRootFilesystem is not true",
+			rule: kubeScore + "container-security-context-readonlyrootfilesystem",
 		},
 		"capability added": {
 			kustomization: deploymentPatch(`
@@ -132,7 +139,7 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 - op: replace
   path: /spec/template/spec/securityContext/runAsUser
   value: 0`),
-			rule: "security-context", want: "runAsUser 0",
+			rule: kubeScore + "container-security-context-user-group-id",
 		},
 		"misspelt variable": {
 			kustomization: envPatch(`
@@ -153,11 +160,12 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
     secretKeyRef: {name: bluetape-gateway, key: api-key}`),
 			rule: "secret-env", want: "comes from a Secret as plain environment",
 		},
-		"redis url with a literal password": {
+		"redis url as environment": {
 			kustomization: envPatch(`
 - name: GATEWAY_REDIS_URL
-  value: redis://:hunter2@redis:6379/0`),
-			rule: "secret-env", want: "GATEWAY_REDIS_URL must come from a Secret",
+  valueFrom:
+    secretKeyRef: {name: bluetape-gateway-redis, key: url}`),
+			rule: "secret-env", want: "GATEWAY_REDIS_URL is set; the Redis URL comes from a mounted Secret file",
 		},
 		"secret file outside the mount": {
 			kustomization: envPatch(`
@@ -205,26 +213,26 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
   value: {preStop: {exec: {command: [sleep, "10"]}}}`),
 			rule: "shutdown", want: "preStop runs a command",
 		},
-		"one replica": {
+		"replicas beside the autoscaler": {
 			kustomization: deploymentPatch(`
-- op: replace
+- op: add
   path: /spec/replicas
-  value: 1`),
-			rule: "replicas", want: "replicas 1; want at least 2",
+  value: 3`),
+			rule: kubeScore + "deployment-targeted-by-hpa-does-not-have-replicas-configured",
 		},
 		"service selects other pods": {
 			kustomization: jsonPatch("Service", `
 - op: replace
   path: /spec/selector
   value: {app.kubernetes.io/name: bluetape-gatway}`),
-			rule: "selectors", want: "Service/bluetape-gateway: selector app.kubernetes.io/name=bluetape-gatway does not match",
+			rule: kubeScore + "service-targets-pod",
 		},
 		"autoscaler targets another deployment": {
 			kustomization: jsonPatch("HorizontalPodAutoscaler", `
 - op: replace
   path: /spec/scaleTargetRef/name
   value: gateway`),
-			rule: "selectors", want: "targets apps/v1 Deployment/gateway",
+			rule: kubeScore + "horizontalpodautoscaler-has-target",
 		},
 		"ingress publishes the admin port": {
 			kustomization: jsonPatch("Ingress", `
@@ -249,10 +257,50 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 		},
 		"redis without egress": {
 			kustomization: envPatch(`
-- name: GATEWAY_REDIS_URL
-  valueFrom:
-    secretKeyRef: {name: bluetape-gateway-redis, key: url}`),
+- name: GATEWAY_REDIS_URL_FILE
+  value: /var/run/secrets/bluetape/url`),
 			rule: "network-policy", want: "no egress to 6379/TCP",
+		},
+		"redis egress without TLS and Sentinel": {
+			overlay: "redis",
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/2/ports/2
+- op: remove
+  path: /spec/egress/2/ports/1`),
+			rule: "network-policy", want: "no egress to 6380/TCP",
+		},
+		"redis egress without Sentinel": {
+			overlay: "redis",
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/2/ports/2`),
+			rule: "network-policy", want: "no egress to 26379/TCP",
+		},
+		"dns open to every address": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/0/to`),
+			rule: "network-policy", want: "DNS (53/UDP) open beyond the cluster DNS",
+		},
+		"https open to the cluster": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/1/to`),
+			rule: "network-policy", want: "HTTPS open to every address, the Kubernetes API server included",
+		},
+		"https open to a private range": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/1/to/0/ipBlock/except/0`),
+			rule: "network-policy", want: "reaches the private range 10.0.0.0/8 on 443",
+		},
+		"ingress class changed without its controller": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: replace
+  path: /spec/ingress/0/from/1/namespaceSelector/matchLabels
+  value: {kubernetes.io/metadata.name: ingress-nginx}`),
+			rule: "network-policy", want: "API port not open to the namespace labelled bluetape-gateway/ingress-class=nginx-internal",
 		},
 		"pdb blocks every eviction": {
 			kustomization: jsonPatch("PodDisruptionBudget", `
@@ -265,13 +313,19 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 			kustomization: deploymentPatch(`
 - op: remove
   path: /spec/template/spec/containers/0/resources/requests/cpu`),
-			rule: "autoscaler", want: "requests no cpu",
+			rule: kubeScore + "container-resources",
 		},
 		"GOMEMLIMIT at the container limit": {
 			kustomization: envPatch(`
 - name: GOMEMLIMIT
   value: 256MiB`),
 			rule: "resources", want: "GOMEMLIMIT=256MiB is above 95% of the memory limit 256Mi",
+		},
+		"no ephemeral-storage limit": {
+			kustomization: deploymentPatch(`
+- op: remove
+  path: /spec/template/spec/containers/0/resources/limits/ephemeral-storage`),
+			rule: kubeScore + "container-ephemeral-storage-request-and-limit",
 		},
 		"oversized dashboard": {
 			kustomization: "resources:\n  - ../production\n  - big.yaml\n",
@@ -296,7 +350,7 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 		},
 		"latest image": {
 			kustomization: "resources:\n  - ../production\nimages:\n  - name: registry.example.com/bluetape/bluetape-gateway\n    newTag: latest\n",
-			rule:          "image", want: "has no pinned tag or digest",
+			rule:          kubeScore + "container-image-tag",
 		},
 		"service monitor scrapes the API port": {
 			kustomization: jsonPatch("ServiceMonitor", `
@@ -331,7 +385,11 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 			if err := os.MkdirAll(overlay, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			files := map[string]string{"kustomization.yaml": tc.kustomization}
+			k := tc.kustomization
+			if tc.overlay != "" {
+				k = strings.Replace(k, "../production", "../"+tc.overlay, 1)
+			}
+			files := map[string]string{"kustomization.yaml": k}
 			for f, body := range tc.files {
 				files[f] = body
 			}
@@ -345,6 +403,16 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Errorf("got render error %v; want one containing %q", err, tc.want)
 				}
+				return
+			}
+			if id, ok := strings.CutPrefix(tc.rule, kubeScore); ok {
+				failures := kubeScoreFailures(t, overlay)
+				for _, ids := range failures {
+					if slices.Contains(ids, id) {
+						return
+					}
+				}
+				t.Errorf("kube-score reported %q; want a failure of %s", failures, id)
 				return
 			}
 			r := renderForChecks(t, dir, overlay, examples)

@@ -30,9 +30,10 @@ type instruction struct {
 
 // stage is one FROM and the instructions that follow it.
 type stage struct {
-	from  string // the image
-	name  string // the AS name, if any
-	insts []instruction
+	from     string // the image
+	platform string // the --platform flag of FROM, if any
+	name     string // the AS name, if any
+	insts    []instruction
 }
 
 // parseDockerfile splits a Dockerfile into stages. It knows enough of the
@@ -73,12 +74,17 @@ func parseDockerfile(file string) ([]stage, error) {
 	var stages []stage
 	for _, in := range insts {
 		if in.cmd == "FROM" {
-			fields := strings.Fields(in.args)
-			fields = slices.DeleteFunc(fields, func(s string) bool { return strings.HasPrefix(s, "--") })
+			var platform string
+			fields := slices.DeleteFunc(strings.Fields(in.args), func(s string) bool {
+				if p, ok := strings.CutPrefix(s, "--platform="); ok {
+					platform = p
+				}
+				return strings.HasPrefix(s, "--")
+			})
 			if len(fields) == 0 {
 				return nil, fmt.Errorf("%s:%d: FROM without an image", file, in.line)
 			}
-			s := stage{from: fields[0]}
+			s := stage{from: fields[0], platform: platform}
 			if len(fields) == 3 && strings.EqualFold(fields[1], "AS") {
 				s.name = fields[2]
 			}
@@ -132,7 +138,7 @@ type dockerfileRule struct {
 var dockerfileRules = []dockerfileRule{
 	{"modules before sources", func(build, _ stage) []string {
 		mod := build.find("COPY", `^go\.mod go\.sum \./?$`)
-		download := build.find("RUN", `^go mod download\b`)
+		download := build.find("RUN", `^(--mount=\S+ +)*go mod download\b`)
 		src := build.find("COPY", `^\. \.$`)
 		if mod < 0 || download < 0 || src < 0 || !(mod < download && download < src) {
 			return []string{fmt.Sprintf("got COPY go.mod go.sum at %d, go mod download at %d, COPY . . at %d; want them in that order", mod, download, src)}
@@ -152,6 +158,25 @@ var dockerfileRules = []dockerfileRule{
 		}
 		if build.find("ARG", `^VERSION\b`) < 0 {
 			problems = append(problems, "the build stage declares no ARG VERSION")
+		}
+		return problems
+	}},
+	{"cross-compiled with caches", func(build, _ stage) []string {
+		var problems []string
+		if build.platform != "$BUILDPLATFORM" {
+			problems = append(problems, fmt.Sprintf("build stage FROM --platform=%q; want $BUILDPLATFORM, so that other targets cross-compile instead of running under emulation", build.platform))
+		}
+		in := build.insts[build.find("RUN", `\bgo build\b`)]
+		for _, want := range []string{"GOOS=$TARGETOS", "GOARCH=$TARGETARCH",
+			"--mount=type=cache,target=/go/pkg/mod", "--mount=type=cache,target=/root/.cache/go-build"} {
+			if !strings.Contains(in.args, want) {
+				problems = append(problems, fmt.Sprintf("line %d: go build lacks %q", in.line, want))
+			}
+		}
+		for _, arg := range []string{"TARGETOS", "TARGETARCH"} {
+			if build.find("ARG", `^`+arg+`$`) < 0 {
+				problems = append(problems, "the build stage declares no ARG "+arg)
+			}
 		}
 		return problems
 	}},
@@ -206,7 +231,7 @@ var dockerfileRules = []dockerfileRule{
 			}
 		}
 		var problems []string
-		for _, want := range []string{"title", "source", "version"} {
+		for _, want := range []string{"title", "source", "version", "revision", "created"} {
 			if !strings.Contains(labels, "org.opencontainers.image."+want+"=") {
 				problems = append(problems, fmt.Sprintf("no org.opencontainers.image.%s label", want))
 			}
@@ -274,7 +299,7 @@ func TestDockerfileChecksCatchBrokenFiles(t *testing.T) {
 		rule, want string // rule empty: buildAndFinal fails
 	}{
 		"single stage": {
-			old: "FROM gcr.io/distroless/static:nonroot", new: "",
+			old: "\nFROM gcr.io/distroless/static:nonroot\n", new: "\n",
 			want: "want a multi-stage build",
 		},
 		"sources before modules": {
@@ -298,12 +323,24 @@ func TestDockerfileChecksCatchBrokenFiles(t *testing.T) {
 			rule: "runtime image", want: "runs as uid -1",
 		},
 		"root runtime image": {
-			old: "FROM gcr.io/distroless/static:nonroot", new: "FROM gcr.io/distroless/static",
+			old: "\nFROM gcr.io/distroless/static:nonroot\n", new: "\nFROM gcr.io/distroless/static\n",
 			rule: "runtime image", want: "", // USER 65532 still applies: no problem
 		},
 		"shell-form entrypoint": {
 			old: `ENTRYPOINT ["/gateway"]`, new: "ENTRYPOINT /gateway",
 			rule: "exec-form entrypoint", want: "is not exec form",
+		},
+		"built under emulation": {
+			old: "FROM --platform=$BUILDPLATFORM golang", new: "FROM golang",
+			rule: "cross-compiled with caches", want: "want $BUILDPLATFORM",
+		},
+		"no build cache": {
+			old: "--mount=type=cache,target=/root/.cache/go-build", new: "",
+			rule: "cross-compiled with caches", want: `lacks "--mount=type=cache,target=/root/.cache/go-build"`,
+		},
+		"no revision label": {
+			old: `org.opencontainers.image.revision="${REVISION}"`, new: `org.opencontainers.image.vendor="bluetape"`,
+			rule: "oci labels", want: "no org.opencontainers.image.revision label",
 		},
 		"admin port not exposed": {
 			old: "EXPOSE 8080 9090", new: "EXPOSE 8080",

@@ -79,6 +79,16 @@ var standardMetrics = []string{
 	"process_open_fds", "process_max_fds", "process_start_time_seconds",
 }
 
+// sharedModeMetrics are exported only while GATEWAY_REDIS_URL is set:
+// bluetape_gateway_redis_degraded is 1 while a replica serves from local
+// state because Redis is unreachable.
+var sharedModeMetrics = []string{"bluetape_gateway_redis_degraded"}
+
+// hitRatioResults are the cache results that count as hits in the hit
+// ratio, wherever it is computed (alerts, dashboard, documentation): every
+// lookup answered from the cache, fresh, stale or a remembered 404.
+const hitRatioResults = "hit|stale|negative_hit"
+
 // exportedMetrics returns every series name a query about the gateway may
 // select: metrics.Names() (histograms through their _bucket, _sum and _count
 // series) and standardMetrics.
@@ -97,7 +107,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 			known[h+suffix] = true
 		}
 	}
-	for _, n := range standardMetrics {
+	for _, n := range append(standardMetrics, sharedModeMetrics...) {
 		known[n] = true
 	}
 	return known
@@ -139,18 +149,23 @@ func readAlertRules(t *testing.T) []ruleGroup {
 	return f.Groups
 }
 
-// promtool returns the path of promtool. Without it the test is skipped,
-// except in CI, where a skipped rule test would hide broken alerts.
-func promtool(t *testing.T) string {
+// requireTool returns the path of the command name. Without it the test is
+// skipped, except in CI, where a skipped check would hide what it checks;
+// install says how to get it.
+func requireTool(t *testing.T, name, install string) string {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
+	path, err := exec.LookPath(name)
 	switch {
 	case err != nil && os.Getenv("CI") == "true":
-		t.Fatal("promtool is not on PATH; CI must install it (Debian: apt-get install prometheus)")
+		t.Fatalf("%s is not on PATH; CI must install it (%s)", name, install)
 	case err != nil:
-		t.Skip("promtool is not on PATH; install it (Debian: apt-get install prometheus) to check and unit-test the alerting rules")
+		t.Skipf("%s is not on PATH; install it (%s) to run this check", name, install)
 	}
 	return path
+}
+
+func promtool(t *testing.T) string {
+	return requireTool(t, "promtool", "Debian: apt-get install prometheus")
 }
 
 // TestPromtoolCheckRules runs "promtool check rules" on rules.yml.
@@ -646,8 +661,8 @@ func TestMonitoringKustomization(t *testing.T) {
 }
 
 // TestDashboard checks the dashboard's shape: every panel and query reads
-// from the ${datasource} variable, the job and instance variables exist, and
-// panel ids are unique.
+// from the ${datasource} variable, the namespace, job and instance variables
+// exist, and panel ids are unique.
 func TestDashboard(t *testing.T) {
 	dash := readDashboard(t)
 	if uid, _ := dash["uid"].(string); uid == "" {
@@ -668,12 +683,32 @@ func TestDashboard(t *testing.T) {
 	if ds := vars["datasource"]; ds == nil || ds["type"] != "datasource" || ds["query"] != "prometheus" {
 		t.Errorf("no datasource variable of type datasource for prometheus: %v", ds)
 	}
-	for _, name := range []string{"job", "instance"} {
+	for _, name := range []string{"namespace", "job", "instance"} {
 		if vars[name] == nil {
 			t.Errorf("no %s variable", name)
 		}
 	}
 	ids := make(map[float64]bool)
+	walkDashboard(dash, func(where string, v map[string]any) {
+		if ds, ok := v["datasource"].(map[string]any); ok && ds["type"] == "prometheus" && ds["uid"] != "${datasource}" {
+			t.Errorf("%s: datasource uid %v; want ${datasource}", where, ds["uid"])
+		}
+		if _, isPanel := v["gridPos"]; isPanel {
+			if _, ok := v["datasource"]; !ok && v["type"] != "row" {
+				t.Errorf("%s: panel has no datasource", where)
+			}
+			id, _ := v["id"].(float64)
+			if ids[id] {
+				t.Errorf("%s: panel id %v is used twice", where, id)
+			}
+			ids[id] = true
+		}
+	})
+}
+
+// walkDashboard calls visit on every JSON object of a decoded dashboard
+// outside its templating, with where naming it by the titles above it.
+func walkDashboard(dash map[string]any, visit func(where string, obj map[string]any)) {
 	var walk func(where string, v any)
 	walk = func(where string, v any) {
 		switch v := v.(type) {
@@ -681,19 +716,7 @@ func TestDashboard(t *testing.T) {
 			if title, ok := v["title"].(string); ok {
 				where += "/" + title
 			}
-			if ds, ok := v["datasource"].(map[string]any); ok && ds["type"] == "prometheus" && ds["uid"] != "${datasource}" {
-				t.Errorf("%s: datasource uid %v; want ${datasource}", where, ds["uid"])
-			}
-			if _, isPanel := v["gridPos"]; isPanel {
-				if _, ok := v["datasource"]; !ok && v["type"] != "row" {
-					t.Errorf("%s: panel has no datasource", where)
-				}
-				id, _ := v["id"].(float64)
-				if ids[id] {
-					t.Errorf("%s: panel id %v is used twice", where, id)
-				}
-				ids[id] = true
-			}
+			visit(where, v)
 			for k, c := range v {
 				if k != "templating" {
 					walk(where, c)
@@ -732,29 +755,12 @@ type promQuery struct {
 // query_result variable query.
 func dashboardQueries(dash map[string]any) []promQuery {
 	var qs []promQuery
-	var walk func(where string, v any)
-	walk = func(where string, v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if title, ok := v["title"].(string); ok {
-				where += "/" + title
-			}
-			if expr, ok := v["expr"].(string); ok {
-				ref, _ := v["refId"].(string)
-				qs = append(qs, promQuery{where: where + "/" + ref, expr: expr})
-			}
-			for k, c := range v {
-				if k != "templating" {
-					walk(where, c)
-				}
-			}
-		case []any:
-			for _, c := range v {
-				walk(where, c)
-			}
+	walkDashboard(dash, func(where string, v map[string]any) {
+		if expr, ok := v["expr"].(string); ok {
+			ref, _ := v["refId"].(string)
+			qs = append(qs, promQuery{where: where + "/" + ref, expr: expr})
 		}
-	}
-	walk("dashboard.json", dash)
+	})
 
 	templating, _ := dash["templating"].(map[string]any)
 	list, _ := templating["list"].([]any)
@@ -829,39 +835,64 @@ func expandGrafana(expr string) (string, error) {
 	return grafanaVariable.ReplaceAllString(expr, "x"), nil
 }
 
-// checkQuery parses a query and returns its problems: a parse error, a
-// selector without a metric name, or a metric the gateway does not export.
-func checkQuery(p parser.Parser, known map[string]bool, expr string) []string {
+// selectors parses a query, Grafana variables expanded, and returns its
+// vector selectors.
+func selectors(p parser.Parser, expr string) ([]*parser.VectorSelector, error) {
 	expr, err := expandGrafana(expr)
 	if err != nil {
-		return []string{err.Error()}
+		return nil, err
 	}
 	ast, err := p.ParseExpr(expr)
 	if err != nil {
-		return []string{fmt.Sprintf("parsing %q: %v", expr, err)}
+		return nil, fmt.Errorf("parsing %q: %w", expr, err)
+	}
+	var vss []*parser.VectorSelector
+	parser.Inspect(ast, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			vss = append(vss, vs)
+		}
+		return nil
+	})
+	return vss, nil
+}
+
+// metricName returns the single metric a selector names, or "".
+func metricName(vs *parser.VectorSelector) string {
+	if vs.Name != "" {
+		return vs.Name
+	}
+	for _, m := range vs.LabelMatchers {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+			return m.Value
+		}
+	}
+	return ""
+}
+
+// checkQuery parses a query and returns its problems: a parse error, a
+// selector without a metric name, a metric the gateway does not export, or
+// a hit ratio that counts other results than hitRatioResults.
+func checkQuery(p parser.Parser, known map[string]bool, expr string) []string {
+	vss, err := selectors(p, expr)
+	if err != nil {
+		return []string{err.Error()}
 	}
 	var problems []string
-	parser.Inspect(ast, func(node parser.Node, _ []parser.Node) error {
-		vs, ok := node.(*parser.VectorSelector)
-		if !ok {
-			return nil
-		}
-		name := vs.Name
-		if name == "" {
-			for _, m := range vs.LabelMatchers {
-				if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
-					name = m.Value
-				}
-			}
-		}
+	for _, vs := range vss {
+		name := metricName(vs)
 		switch {
 		case name == "":
 			problems = append(problems, fmt.Sprintf("selector %s names no single metric", vs))
 		case !known[name]:
 			problems = append(problems, fmt.Sprintf("metric %s is not exported by the gateway", name))
+		case name == metrics.CacheLookupsTotal:
+			for _, m := range vs.LabelMatchers {
+				if m.Name == "result" && (m.Type != labels.MatchRegexp || m.Value != hitRatioResults) {
+					problems = append(problems, fmt.Sprintf("selector %s: a hit ratio counts result=~%q", vs, hitRatioResults))
+				}
+			}
 		}
-		return nil
-	})
+	}
 	return problems
 }
 
@@ -930,11 +961,12 @@ func TestQueryCheckReportsProblems(t *testing.T) {
 	}
 
 	cases := map[string]string{
-		"bare histogram":        `rate(bluetape_gateway_request_duration_seconds[5m])`,
-		"suffix on a counter":   `rate(bluetape_gateway_requests_total_bucket[5m])`,
-		"regex metric name":     `{__name__=~"bluetape_gateway_.+"}`,
-		"syntax":                `sum(rate(bluetape_gateway_requests_total[5m])`,
-		"unknown Grafana macro": `rate(bluetape_gateway_requests_total[$__rate_intervall])`,
+		"bare histogram":               `rate(bluetape_gateway_request_duration_seconds[5m])`,
+		"suffix on a counter":          `rate(bluetape_gateway_requests_total_bucket[5m])`,
+		"regex metric name":            `{__name__=~"bluetape_gateway_.+"}`,
+		"syntax":                       `sum(rate(bluetape_gateway_requests_total[5m])`,
+		"unknown Grafana macro":        `rate(bluetape_gateway_requests_total[$__rate_intervall])`,
+		"hit ratio of fresh hits only": `sum(rate(bluetape_gateway_cache_lookups_total{result="hit"}[5m])) / sum(rate(bluetape_gateway_cache_lookups_total[5m]))`,
 	}
 	for name, expr := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -959,5 +991,79 @@ func TestPrometheusRuleFromRules(t *testing.T) {
 	}
 	if _, err := prometheusRuleFromRules([]byte("rules: []\n")); err == nil {
 		t.Error("a file without groups gave no error")
+	}
+}
+
+// dashboardScopeProblems returns what makes a dashboard mix environments or
+// hide exemplars: a query selector without the namespace and job matchers,
+// and a latency (histogram_quantile) target of a time series panel without
+// exemplars.
+func dashboardScopeProblems(p parser.Parser, dash map[string]any) []string {
+	var problems []string
+	for _, q := range dashboardQueries(dash) {
+		scope := []string{"namespace", "job"}
+		switch q.where {
+		case "dashboard.json/variable namespace":
+			continue
+		case "dashboard.json/variable job":
+			scope = scope[:1]
+		}
+		vss, err := selectors(p, q.expr)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", q.where, err))
+			continue
+		}
+		for _, vs := range vss {
+			for _, l := range scope {
+				if !slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool { return m.Name == l }) {
+					problems = append(problems, fmt.Sprintf("%s: selector %s has no %s matcher; the dashboard would sum environments", q.where, vs, l))
+				}
+			}
+		}
+	}
+	walkDashboard(dash, func(where string, v map[string]any) {
+		targets, _ := v["targets"].([]any)
+		for _, t := range targets {
+			t, _ := t.(map[string]any)
+			expr, _ := t["expr"].(string)
+			if v["type"] == "timeseries" && strings.Contains(expr, "histogram_quantile") && t["exemplar"] != true {
+				problems = append(problems, fmt.Sprintf("%s/%v: latency query without exemplars", where, t["refId"]))
+			}
+		}
+	})
+	return problems
+}
+
+// TestDashboardScope checks that every query is scoped to the chosen
+// namespace and job, and that latency panels show exemplars.
+func TestDashboardScope(t *testing.T) {
+	for _, problem := range dashboardScopeProblems(parser.NewParser(parser.Options{}), readDashboard(t)) {
+		t.Error(problem)
+	}
+}
+
+// TestDashboardScopeReportsProblems proves that the scope check fails: a
+// query without the namespace matcher and a latency panel without
+// exemplars are reported, a scoped query with exemplars is not.
+func TestDashboardScopeReportsProblems(t *testing.T) {
+	const dash = `{
+	  "panels": [
+	    {"type": "timeseries", "title": "Latency", "targets": [
+	      {"refId": "A", "expr": "histogram_quantile(0.99, sum by (le) (rate(bluetape_gateway_request_duration_seconds_bucket{job=\"$job\"}[$__rate_interval])))"},
+	      {"refId": "B", "exemplar": true, "expr": "histogram_quantile(0.5, sum by (le) (rate(bluetape_gateway_request_duration_seconds_bucket{namespace=\"$namespace\", job=\"$job\"}[$__rate_interval])))"}
+	    ]}
+	  ]
+	}`
+	var d map[string]any
+	if err := json.Unmarshal([]byte(dash), &d); err != nil {
+		t.Fatal(err)
+	}
+	got := dashboardScopeProblems(parser.NewParser(parser.Options{}), d)
+	want := []string{
+		`dashboard.json/Latency/A: selector bluetape_gateway_request_duration_seconds_bucket{job="x"} has no namespace matcher; the dashboard would sum environments`,
+		"dashboard.json/Latency/A: latency query without exemplars",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q; want %q", got, want)
 	}
 }

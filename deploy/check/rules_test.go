@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/deploy/check/manifest"
@@ -47,9 +47,25 @@ const (
 	adminPortName       = "admin"
 	monitoringNamespace = "monitoring"
 	namespaceNameLabel  = "kubernetes.io/metadata.name"
-	redisPort           = 6379
-	minReplicas         = 2
+	// ingressClassLabel marks the namespace of the ingress controller that
+	// serves a class; the NetworkPolicy selects it by the Ingress's class.
+	ingressClassLabel = "bluetape-gateway/ingress-class"
+	minReplicas       = 2
+	// envRedisURLFile names the file holding the Redis URL, which may carry
+	// a password.
+	envRedisURLFile = "GATEWAY_REDIS_URL_FILE"
 )
+
+// redisPorts are the ports of the Redis URL forms the gateway accepts:
+// redis:// (6379), rediss:// (6380) and Sentinel (26379). With Redis
+// configured, egress must reach each.
+var redisPorts = []protoPort{{corev1.ProtocolTCP, 6379}, {corev1.ProtocolTCP, 6380}, {corev1.ProtocolTCP, 26379}}
+
+// clusterDNS is the pods' DNS: CoreDNS in kube-system, labelled k8s-app=kube-dns.
+var clusterDNS = networkingv1.NetworkPolicyPeer{
+	NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{namespaceNameLabel: "kube-system"}},
+	PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
+}
 
 // goRuntimeEnv are variables read by the Go runtime rather than by the
 // gateway's configuration; the manifests may set them too.
@@ -58,6 +74,13 @@ var goRuntimeEnv = []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS", "GODEBUG"}
 // credentialEnv are the variables whose value is a credential. The manifests
 // give them as files (the *_FILE variants) only.
 var credentialEnv = []string{config.EnvAPIKey, config.EnvAccountID}
+
+// redisConfigured reports whether w runs in shared mode.
+func (w workload) redisConfigured() bool {
+	_, url := w.env[config.EnvRedisURL]
+	_, file := w.env[envRedisURLFile]
+	return url || file
+}
 
 // rendered is one rendered overlay as the rules see it.
 type rendered struct {
@@ -78,10 +101,8 @@ type deployRule struct {
 
 var deployRules = []deployRule{
 	{"kinds", checkKinds},
-	{"names-and-labels", checkNamesAndLabels},
+	{"namespace", checkNamespace},
 	{"object-size", checkObjectSize},
-	{"replicas", checkReplicas},
-	{"selectors", checkSelectors},
 	{"container-ports", checkContainerPorts},
 	{"probes", checkProbes},
 	{"env-names", checkEnvNames},
@@ -92,12 +113,10 @@ var deployRules = []deployRule{
 	{"service-account", checkServiceAccount},
 	{"resources", checkResources},
 	{"topology-spread", checkTopologySpread},
-	{"image", checkImage},
 	{"service", checkService},
 	{"ingress", checkIngress},
 	{"network-policy", checkNetworkPolicy},
 	{"pod-disruption-budget", checkPodDisruptionBudget},
-	{"autoscaler", checkAutoscaler},
 	{"service-monitor", checkServiceMonitor},
 }
 
@@ -262,7 +281,9 @@ func checkKinds(r *rendered) []string {
 	return problems
 }
 
-func checkNamesAndLabels(r *rendered) []string {
+// checkNamespace keeps every object in one namespace, so that selectors
+// and the Service's DNS name mean the same objects.
+func checkNamespace(r *rendered) []string {
 	var problems []string
 	namespaces := make(map[string]bool)
 	for _, o := range r.objects {
@@ -270,20 +291,6 @@ func checkNamesAndLabels(r *rendered) []string {
 			problems = append(problems, fmt.Sprintf("%s: no namespace", o))
 		}
 		namespaces[o.Namespace] = true
-		for _, msg := range validation.IsDNS1123Subdomain(o.Name) {
-			problems = append(problems, fmt.Sprintf("%s: name: %s", o, msg))
-		}
-		if o.Kind == "Service" {
-			for _, msg := range validation.IsDNS1035Label(o.Name) {
-				problems = append(problems, fmt.Sprintf("%s: name: %s", o, msg))
-			}
-		}
-		if m, ok := o.Value.(metav1.Object); ok {
-			problems = append(problems, checkLabelSet(o.String(), m.GetLabels())...)
-		}
-	}
-	for _, d := range typedObjects[*appsv1.Deployment](r.objects) {
-		problems = append(problems, checkLabelSet("Deployment/"+d.Name+" pod template", d.Spec.Template.Labels)...)
 	}
 	if len(namespaces) > 1 {
 		problems = append(problems, fmt.Sprintf("objects span namespaces %v; want one", slices.Sorted(mapKeys(namespaces))))
@@ -299,19 +306,6 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 			}
 		}
 	}
-}
-
-func checkLabelSet(what string, set map[string]string) []string {
-	var problems []string
-	for k, v := range set {
-		for _, msg := range validation.IsQualifiedName(k) {
-			problems = append(problems, fmt.Sprintf("%s: label key %q: %s", what, k, msg))
-		}
-		for _, msg := range validation.IsValidLabelValue(v) {
-			problems = append(problems, fmt.Sprintf("%s: label %s=%q: %s", what, k, v, msg))
-		}
-	}
-	return problems
 }
 
 // maxAppliedSize is the limit on an object's annotations, which client-side
@@ -333,68 +327,11 @@ func checkObjectSize(r *rendered) []string {
 	return problems
 }
 
-func checkReplicas(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		if w.d.Spec.Replicas == nil || *w.d.Spec.Replicas < minReplicas {
-			return []string{fmt.Sprintf("%s: replicas %s; want at least %d", w, ptrString(w.d.Spec.Replicas), minReplicas)}
-		}
-		return nil
-	})
-}
-
 func ptrString[T any](p *T) string {
 	if p == nil {
 		return "unset"
 	}
 	return fmt.Sprint(*p)
-}
-
-func checkSelectors(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		var problems []string
-		match := func(what string, sel *metav1.LabelSelector) {
-			ok, err := selects(sel, w.podLabels())
-			switch {
-			case err != nil:
-				problems = append(problems, fmt.Sprintf("%s: selector: %v", what, err))
-			case !ok:
-				problems = append(problems, fmt.Sprintf("%s: selector %s does not match the pods of %s (labels %v)",
-					what, metav1.FormatLabelSelector(sel), w, w.podLabels()))
-			}
-		}
-		match(w.String(), w.d.Spec.Selector)
-		for _, s := range typedObjects[*corev1.Service](r.objects) {
-			if len(s.Spec.Selector) == 0 {
-				problems = append(problems, fmt.Sprintf("Service/%s: no selector", s.Name))
-				continue
-			}
-			match("Service/"+s.Name, &metav1.LabelSelector{MatchLabels: s.Spec.Selector})
-		}
-		for _, p := range typedObjects[*policyv1.PodDisruptionBudget](r.objects) {
-			match("PodDisruptionBudget/"+p.Name, p.Spec.Selector)
-		}
-		for _, np := range typedObjects[*networkingv1.NetworkPolicy](r.objects) {
-			match("NetworkPolicy/"+np.Name, &np.Spec.PodSelector)
-		}
-		for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
-			ref := h.Spec.ScaleTargetRef
-			if ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || ref.Name != w.d.Name {
-				problems = append(problems, fmt.Sprintf("HorizontalPodAutoscaler/%s: targets %s %s/%s; want apps/v1 %s",
-					h.Name, ref.APIVersion, ref.Kind, ref.Name, w))
-			}
-		}
-		for _, sm := range typedObjects[*monitoringv1.ServiceMonitor](r.objects) {
-			services := typedObjects[*corev1.Service](r.objects)
-			if !slices.ContainsFunc(services, func(s *corev1.Service) bool {
-				ok, err := selects(&sm.Spec.Selector, s.Labels)
-				return err == nil && ok
-			}) {
-				problems = append(problems, fmt.Sprintf("ServiceMonitor/%s: selector %s matches no Service",
-					sm.Name, metav1.FormatLabelSelector(&sm.Spec.Selector)))
-			}
-		}
-		return problems
-	})
 }
 
 func checkContainerPorts(r *rendered) []string {
@@ -470,14 +407,10 @@ func checkProbes(r *rendered) []string {
 
 func checkEnvNames(r *rendered) []string {
 	known := append(config.Names(), goRuntimeEnv...)
+	known = append(known, envRedisURLFile)
 	return forEachWorkload(r, func(w workload) []string {
 		var problems []string
-		seen := make(map[string]bool)
 		for _, e := range w.c.Env {
-			if seen[e.Name] {
-				problems = append(problems, fmt.Sprintf("%s: %s is set twice", w, e.Name))
-			}
-			seen[e.Name] = true
 			if !slices.Contains(known, e.Name) {
 				problems = append(problems, fmt.Sprintf("%s: %s is not a variable the gateway reads", w, e.Name))
 			}
@@ -505,18 +438,8 @@ func checkSecretEnv(r *rendered) []string {
 		for _, e := range w.c.Env {
 			switch {
 			case e.Name == config.EnvRedisURL:
-				// The URL may hold a password.
-				ref := valueFromSecret(e)
-				if ref == nil {
-					problems = append(problems, fmt.Sprintf("%s: %s must come from a Secret (valueFrom.secretKeyRef)", w, e.Name))
-					continue
-				}
-				if ref.Optional != nil && *ref.Optional {
-					problems = append(problems, fmt.Sprintf("%s: %s: an optional secretKeyRef starts the gateway without Redis", w, e.Name))
-				}
-				if !exampleHasKey(r, ref.Name, ref.Key) {
-					problems = append(problems, fmt.Sprintf("%s: %s: Secret %q key %q is not documented in deploy/examples", w, e.Name, ref.Name, ref.Key))
-				}
+				// The URL may hold a password: a file rotates, an environment variable does not.
+				problems = append(problems, fmt.Sprintf("%s: %s is set; the Redis URL comes from a mounted Secret file (%s)", w, e.Name, envRedisURLFile))
 			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
 				problems = append(problems, fmt.Sprintf("%s: %s comes from a Secret as plain environment; mount it as a file", w, e.Name))
 			case e.Value != "" && secretishName.MatchString(e.Name) && !strings.HasSuffix(e.Name, "_FILE"):
@@ -527,13 +450,6 @@ func checkSecretEnv(r *rendered) []string {
 		}
 		return problems
 	})
-}
-
-func valueFromSecret(e corev1.EnvVar) *corev1.SecretKeySelector {
-	if e.ValueFrom == nil {
-		return nil
-	}
-	return e.ValueFrom.SecretKeyRef
 }
 
 func urlHasPassword(s string) bool {
@@ -684,13 +600,6 @@ func checkSecurityContext(r *rendered) []string {
 			if !orBool(sc.RunAsNonRoot, pod.RunAsNonRoot) {
 				problems = append(problems, fmt.Sprintf("%s: runAsNonRoot is not true", what))
 			}
-			uid := sc.RunAsUser
-			if uid == nil {
-				uid = pod.RunAsUser
-			}
-			if uid == nil || *uid == 0 {
-				problems = append(problems, fmt.Sprintf("%s: runAsUser %s; want a numeric non-root UID", what, ptrString(uid)))
-			}
 			seccomp := sc.SeccompProfile
 			if seccomp == nil {
 				seccomp = pod.SeccompProfile
@@ -700,12 +609,6 @@ func checkSecurityContext(r *rendered) []string {
 			}
 			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 				problems = append(problems, fmt.Sprintf("%s: allowPrivilegeEscalation is not false", what))
-			}
-			if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-				problems = append(problems, fmt.Sprintf("%s: readOnlyRootFilesystem is not true", what))
-			}
-			if sc.Privileged != nil && *sc.Privileged {
-				problems = append(problems, fmt.Sprintf("%s: privileged", what))
 			}
 			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
 				problems = append(problems, fmt.Sprintf("%s: capabilities do not drop ALL", what))
@@ -752,19 +655,6 @@ func checkResources(r *rendered) []string {
 	return forEachWorkload(r, func(w workload) []string {
 		var problems []string
 		res := w.c.Resources
-		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			req, hasReq := res.Requests[name]
-			lim, hasLim := res.Limits[name]
-			if !hasReq || req.IsZero() {
-				problems = append(problems, fmt.Sprintf("%s: no %s request", w, name))
-			}
-			if !hasLim || lim.IsZero() {
-				problems = append(problems, fmt.Sprintf("%s: no %s limit", w, name))
-			}
-			if hasReq && hasLim && req.Cmp(lim) > 0 {
-				problems = append(problems, fmt.Sprintf("%s: %s request %s exceeds limit %s", w, name, req.String(), lim.String()))
-			}
-		}
 		if e, ok := w.env["GOMEMLIMIT"]; ok {
 			soft, err := parseGoMemLimit(e.Value)
 			lim, hasLim := res.Limits[corev1.ResourceMemory]
@@ -814,21 +704,6 @@ func checkTopologySpread(r *rendered) []string {
 			problems = append(problems, fmt.Sprintf("%s: no topology spread across nodes (%s)", w, corev1.LabelHostname))
 		}
 		return problems
-	})
-}
-
-func checkImage(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		img := w.c.Image
-		if _, digest, ok := strings.Cut(img, "@"); ok && strings.HasPrefix(digest, "sha256:") {
-			return nil
-		}
-		name := img[strings.LastIndex(img, "/")+1:]
-		_, tag, ok := strings.Cut(name, ":")
-		if !ok || tag == "" || tag == "latest" {
-			return []string{fmt.Sprintf("%s: image %q has no pinned tag or digest", w, img)}
-		}
-		return nil
 	})
 }
 
@@ -989,12 +864,6 @@ func checkNetworkPolicy(r *rendered) []string {
 		if len(policies) == 0 {
 			return []string{fmt.Sprintf("%s: no NetworkPolicy", w)}
 		}
-		allowedEgress := []protoPort{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}, {corev1.ProtocolTCP, 443}}
-		requiredEgress := slices.Clone(allowedEgress)
-		if _, ok := w.env[config.EnvRedisURL]; ok {
-			allowedEgress = append(allowedEgress, protoPort{corev1.ProtocolTCP, redisPort})
-			requiredEgress = append(requiredEgress, protoPort{corev1.ProtocolTCP, redisPort})
-		}
 		if base, err := w.envValue(config.EnvBaseURL, defaultBaseURL); err == nil {
 			u, err := url.Parse(base)
 			if err != nil || u.Scheme != "https" || u.Port() != "" && u.Port() != "443" {
@@ -1007,90 +876,166 @@ func checkNetworkPolicy(r *rendered) []string {
 				!slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
 				problems = append(problems, fmt.Sprintf("%s: policyTypes %v; want Ingress and Egress", obj, np.Spec.PolicyTypes))
 			}
-			var apiAllowed, adminAllowed bool
-			for i, rule := range np.Spec.Ingress {
-				what := fmt.Sprintf("%s ingress rule %d", obj, i)
-				ports, msgs := policyPorts(w, rule.Ports)
-				for _, m := range msgs {
-					problems = append(problems, what+": "+m)
-				}
-				if len(rule.Ports) == 0 {
-					problems = append(problems, what+": no ports: allows every port")
-				}
-				if len(rule.From) == 0 {
-					problems = append(problems, what+": no from: allows every source")
-				}
-				toAdmin := false
-				for _, p := range ports {
-					switch {
-					case p.port == api && p.proto == corev1.ProtocolTCP:
-						apiAllowed = true
-					case p.port == admin && p.proto == corev1.ProtocolTCP:
-						adminAllowed, toAdmin = true, true
-					default:
-						problems = append(problems, fmt.Sprintf("%s: port %s is neither the API nor the admin port", what, p))
-					}
-				}
-				for _, peer := range rule.From {
-					ns := peer.NamespaceSelector
-					switch {
-					case peer.IPBlock != nil:
-						problems = append(problems, what+": ipBlock peer; allow namespaces by label")
-					case ns == nil:
-						problems = append(problems, what+": peer without namespaceSelector; allow namespaces by label")
-					case len(ns.MatchLabels) == 0 && len(ns.MatchExpressions) == 0:
-						problems = append(problems, what+": empty namespaceSelector allows every namespace")
-					case toAdmin && ns.MatchLabels[namespaceNameLabel] != monitoringNamespace:
-						problems = append(problems, fmt.Sprintf("%s: admin port open to %s; want the %s namespace only",
-							what, metav1.FormatLabelSelector(ns), monitoringNamespace))
-					}
-				}
-			}
-			if !apiAllowed {
-				problems = append(problems, fmt.Sprintf("%s: no ingress to the API port %d", obj, api))
-			}
-			if !adminAllowed {
-				problems = append(problems, fmt.Sprintf("%s: no ingress to the admin port %d: Prometheus cannot scrape", obj, admin))
-			}
-			var egress []protoPort
-			for i, rule := range np.Spec.Egress {
-				what := fmt.Sprintf("%s egress rule %d", obj, i)
-				ports, msgs := policyPorts(w, rule.Ports)
-				for _, m := range msgs {
-					problems = append(problems, what+": "+m)
-				}
-				if len(rule.Ports) == 0 {
-					problems = append(problems, what+": no ports: allows every port")
-				}
-				for _, p := range ports {
-					if !slices.Contains(allowedEgress, p) {
-						problems = append(problems, fmt.Sprintf("%s: port %s; egress is DNS, HTTPS and (with Redis) %d only", what, p, redisPort))
-					}
-				}
-				egress = append(egress, ports...)
-			}
-			for _, p := range requiredEgress {
-				if !slices.Contains(egress, p) {
-					problems = append(problems, fmt.Sprintf("%s: no egress to %s", obj, p))
-				}
-			}
+			problems = append(problems, checkPolicyIngress(r, w, obj, np.Spec.Ingress, api, admin)...)
+			problems = append(problems, checkPolicyEgress(w, obj, np.Spec.Egress)...)
 		}
 		return problems
 	})
 }
 
-// replicaFloor is the fewest replicas the gateway may run with.
-func replicaFloor(r *rendered, w workload) int32 {
-	n := int32(1)
-	if w.d.Spec.Replicas != nil {
-		n = *w.d.Spec.Replicas
-	}
-	for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
-		if h.Spec.MinReplicas != nil && *h.Spec.MinReplicas < n {
-			n = *h.Spec.MinReplicas
+// checkPolicyIngress checks that the API port is open to labelled client
+// namespaces and to the controller of every Ingress's class, and the admin
+// port to the monitoring namespace only.
+func checkPolicyIngress(r *rendered, w workload, obj string, rules []networkingv1.NetworkPolicyIngressRule, api, admin int32) []string {
+	var problems []string
+	var apiAllowed, adminAllowed bool
+	var apiClasses []string
+	for i, rule := range rules {
+		what := fmt.Sprintf("%s ingress rule %d", obj, i)
+		ports, msgs := policyPorts(w, rule.Ports)
+		for _, m := range msgs {
+			problems = append(problems, what+": "+m)
+		}
+		if len(rule.Ports) == 0 {
+			problems = append(problems, what+": no ports: allows every port")
+		}
+		if len(rule.From) == 0 {
+			problems = append(problems, what+": no from: allows every source")
+		}
+		toAPI, toAdmin := false, false
+		for _, p := range ports {
+			switch {
+			case p.port == api && p.proto == corev1.ProtocolTCP:
+				apiAllowed, toAPI = true, true
+			case p.port == admin && p.proto == corev1.ProtocolTCP:
+				adminAllowed, toAdmin = true, true
+			default:
+				problems = append(problems, fmt.Sprintf("%s: port %s is neither the API nor the admin port", what, p))
+			}
+		}
+		for _, peer := range rule.From {
+			ns := peer.NamespaceSelector
+			switch {
+			case peer.IPBlock != nil:
+				problems = append(problems, what+": ipBlock peer; allow namespaces by label")
+			case ns == nil:
+				problems = append(problems, what+": peer without namespaceSelector; allow namespaces by label")
+			case len(ns.MatchLabels) == 0 && len(ns.MatchExpressions) == 0:
+				problems = append(problems, what+": empty namespaceSelector allows every namespace")
+			case toAdmin && ns.MatchLabels[namespaceNameLabel] != monitoringNamespace:
+				problems = append(problems, fmt.Sprintf("%s: admin port open to %s; want the %s namespace only",
+					what, metav1.FormatLabelSelector(ns), monitoringNamespace))
+			case toAPI && ns.MatchLabels[ingressClassLabel] != "":
+				apiClasses = append(apiClasses, ns.MatchLabels[ingressClassLabel])
+			}
 		}
 	}
-	return n
+	if !apiAllowed {
+		problems = append(problems, fmt.Sprintf("%s: no ingress to the API port %d", obj, api))
+	}
+	if !adminAllowed {
+		problems = append(problems, fmt.Sprintf("%s: no ingress to the admin port %d: Prometheus cannot scrape", obj, admin))
+	}
+	for _, ing := range typedObjects[*networkingv1.Ingress](r.objects) {
+		class := ptrString(ing.Spec.IngressClassName)
+		if !slices.Contains(apiClasses, class) {
+			problems = append(problems, fmt.Sprintf("%s: API port not open to the namespace labelled %s=%s, the controller of Ingress/%s's class (open to classes %q)",
+				obj, ingressClassLabel, class, ing.Name, apiClasses))
+		}
+	}
+	return problems
+}
+
+// checkPolicyEgress checks that egress is DNS to the cluster DNS, HTTPS to
+// addresses outside the cluster, and with Redis the ports of its URL forms.
+func checkPolicyEgress(w workload, obj string, rules []networkingv1.NetworkPolicyEgressRule) []string {
+	dns := []protoPort{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}}
+	https := protoPort{corev1.ProtocolTCP, 443}
+	required := append(slices.Clone(dns), https)
+	if w.redisConfigured() {
+		required = append(required, redisPorts...)
+	}
+	var problems, inCluster []string
+	var egress []protoPort
+	for i, rule := range rules {
+		what := fmt.Sprintf("%s egress rule %d", obj, i)
+		ports, msgs := policyPorts(w, rule.Ports)
+		for _, m := range msgs {
+			problems = append(problems, what+": "+m)
+		}
+		if len(rule.Ports) == 0 {
+			problems = append(problems, what+": no ports: allows every port")
+		}
+		for _, p := range ports {
+			switch {
+			case !slices.Contains(required, p):
+				problems = append(problems, fmt.Sprintf("%s: port %s; egress is DNS, HTTPS and (with Redis) %v only", what, p, redisPorts))
+			case slices.Contains(dns, p) && (len(rule.To) == 0 || slices.ContainsFunc(rule.To, notClusterDNS)):
+				problems = append(problems, fmt.Sprintf("%s: DNS (%s) open beyond the cluster DNS (kube-system pods labelled k8s-app=kube-dns)", what, p))
+			case p == https:
+				inCluster = append(inCluster, httpsInCluster(what, rule.To)...)
+			}
+		}
+		egress = append(egress, ports...)
+	}
+	problems = append(problems, inCluster...)
+	for _, p := range required {
+		if !slices.Contains(egress, p) {
+			problems = append(problems, fmt.Sprintf("%s: no egress to %s", obj, p))
+		}
+	}
+	return problems
+}
+
+func notClusterDNS(peer networkingv1.NetworkPolicyPeer) bool {
+	return !reflect.DeepEqual(peer, clusterDNS)
+}
+
+// privateRanges are the address ranges of pods, Services and the API
+// server's ClusterIP in common clusters; HTTPS egress must exclude them.
+var privateRanges = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+
+// httpsInCluster returns a problem for each way the peers of an HTTPS egress
+// rule reach into the cluster: no peers at all, a selector peer, or an
+// IPv4 block that keeps a private range.
+func httpsInCluster(what string, to []networkingv1.NetworkPolicyPeer) []string {
+	if len(to) == 0 {
+		return []string{what + ": HTTPS open to every address, the Kubernetes API server included; allow ipBlocks outside the private ranges"}
+	}
+	var problems []string
+	for _, peer := range to {
+		if peer.IPBlock == nil {
+			problems = append(problems, fmt.Sprintf("%s: HTTPS open to pods by selector; BlueTape is outside the cluster", what))
+			continue
+		}
+		_, block, err := net.ParseCIDR(peer.IPBlock.CIDR)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: ipBlock %q: %v", what, peer.IPBlock.CIDR, err))
+			continue
+		}
+		for _, r := range privateRanges {
+			ip, _, _ := net.ParseCIDR(r)
+			if block.Contains(ip) && !slices.Contains(peer.IPBlock.Except, r) {
+				problems = append(problems, fmt.Sprintf("%s: ipBlock %s reaches the private range %s on 443; add it to except", what, peer.IPBlock.CIDR, r))
+			}
+		}
+	}
+	return problems
+}
+
+// replicaFloor is the fewest replicas the gateway may run with: the
+// autoscaler's minReplicas, else spec.replicas (both default to 1).
+func replicaFloor(r *rendered, w workload) int32 {
+	for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
+		if h.Spec.MinReplicas != nil {
+			return *h.Spec.MinReplicas
+		}
+		return 1
+	}
+	if w.d.Spec.Replicas != nil {
+		return *w.d.Spec.Replicas
+	}
+	return 1
 }
 
 func checkPodDisruptionBudget(r *rendered) []string {
@@ -1125,41 +1070,6 @@ func checkPodDisruptionBudget(r *rendered) []string {
 	})
 }
 
-func checkAutoscaler(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		var problems []string
-		for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
-			obj := "HorizontalPodAutoscaler/" + h.Name
-			lo := int32(1)
-			if h.Spec.MinReplicas != nil {
-				lo = *h.Spec.MinReplicas
-			}
-			if lo < minReplicas {
-				problems = append(problems, fmt.Sprintf("%s: minReplicas %d; want at least %d", obj, lo, minReplicas))
-			}
-			if h.Spec.MaxReplicas < lo {
-				problems = append(problems, fmt.Sprintf("%s: maxReplicas %d below minReplicas %d", obj, h.Spec.MaxReplicas, lo))
-			}
-			if n := w.d.Spec.Replicas; n != nil && (*n < lo || *n > h.Spec.MaxReplicas) {
-				problems = append(problems, fmt.Sprintf("%s: %s replicas %d lie outside %d..%d", obj, w, *n, lo, h.Spec.MaxReplicas))
-			}
-			if len(h.Spec.Metrics) == 0 {
-				problems = append(problems, obj+": no metrics")
-			}
-			for _, m := range h.Spec.Metrics {
-				if m.Resource == nil || m.Resource.Target.Type != autoscalingv2.UtilizationMetricType {
-					continue
-				}
-				// Utilization is relative to the request; without one the HPA does nothing.
-				if q, ok := w.c.Resources.Requests[m.Resource.Name]; !ok || q.IsZero() {
-					problems = append(problems, fmt.Sprintf("%s: scales on %s utilization but %s requests no %s", obj, m.Resource.Name, w, m.Resource.Name))
-				}
-			}
-		}
-		return problems
-	})
-}
-
 func checkServiceMonitor(r *rendered) []string {
 	return forEachWorkload(r, func(w workload) []string {
 		_, admin, problems := w.ports()
@@ -1171,6 +1081,12 @@ func checkServiceMonitor(r *rendered) []string {
 			obj := "ServiceMonitor/" + sm.Name
 			if len(sm.Spec.Endpoints) == 0 {
 				problems = append(problems, obj+": no endpoints")
+			}
+			if !slices.ContainsFunc(services, func(s *corev1.Service) bool {
+				ok, err := selects(&sm.Spec.Selector, s.Labels)
+				return err == nil && ok
+			}) {
+				problems = append(problems, fmt.Sprintf("%s: selector %s matches no Service", obj, metav1.FormatLabelSelector(&sm.Spec.Selector)))
 			}
 			for _, ep := range sm.Spec.Endpoints {
 				if ep.Path != metricsPath {

@@ -15,6 +15,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
@@ -63,14 +64,32 @@ func newObject(apiVersion, kind string) any {
 	return nil
 }
 
-// Render runs kustomize on dir, as "kubectl kustomize dir" would, and decodes
-// every object strictly. Only files inside the kustomization roots may be
-// loaded, and no plugins run.
-func Render(dir string) ([]Object, error) {
+// run runs kustomize on dir, as "kubectl kustomize dir" would. Only files
+// inside the kustomization roots may be loaded, and no plugins run.
+func run(dir string) (resmap.ResMap, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		return nil, fmt.Errorf("rendering %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// RenderYAML returns the objects kustomize renders from dir as one YAML
+// stream, for tools that read manifests (kube-score).
+func RenderYAML(dir string) ([]byte, error) {
+	m, err := run(dir)
+	if err != nil {
+		return nil, err
+	}
+	return m.AsYaml()
+}
+
+// Render runs kustomize on dir and decodes every object strictly.
+func Render(dir string) ([]Object, error) {
+	m, err := run(dir)
+	if err != nil {
+		return nil, err
 	}
 	var objs []Object
 	for _, r := range m.Resources() {

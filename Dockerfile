@@ -1,8 +1,7 @@
 # syntax=docker/dockerfile:1
 
-# Base images. Pin each by digest, with its tag beside it for readers:
-#   FROM golang:1.26@sha256:<digest>
-#   FROM gcr.io/distroless/static:nonroot@sha256:<digest>
+# Base images, each pinned by the digest of its tag's multi-platform index,
+# with the tag beside it for readers (deploy/check refuses an unpinned FROM).
 # A digest is the image's content: the same Dockerfile then builds on the
 # same bases until someone bumps them on purpose. To bump (see
 # docs/operations.md), resolve the tag's current multi-platform digest with
@@ -14,7 +13,7 @@
 # Build stage: runs on the build machine's platform and cross-compiles for
 # the target's (GOOS/GOARCH from TARGETOS/TARGETARCH), so that an arm64 image
 # never builds under emulation. The binary is static: no libc at run time.
-FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+FROM --platform=$BUILDPLATFORM golang:1.26@sha256:3aff6657219a4d9c14e27fb1d8976c49c29fddb70ba835014f477e1c70636647 AS build
 ARG TARGETOS
 ARG TARGETARCH
 WORKDIR /src
@@ -40,7 +39,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 # the binary is /ko-app/bluetape-gateway instead of /gateway, and ko sets
 # the entrypoint and its own labels (the revision and creation time come
 # from the build command's --image-label, see .ci/image-check).
-FROM gcr.io/distroless/static:nonroot
+FROM gcr.io/distroless/static:nonroot@sha256:e2e927ec666bae08560abb3c55d0659eceabb657f56b6782ab500a9fc7f555e3
 ARG VERSION=dev
 # REVISION: the commit (git rev-parse HEAD). CREATED: the build time, RFC 3339
 # (for a reproducible build, the commit's time: git log -1 --format=%cI).

@@ -107,6 +107,10 @@ func (s stage) find(cmd, args string) int {
 }
 
 // distrolessNonroot matches the distroless images whose default user is 65532.
+// pinnedImage is an image reference with both a tag, for readers, and the
+// digest that fixes its content.
+var pinnedImage = regexp.MustCompile(`^[^@\s]+:[^@\s/]+@sha256:[0-9a-f]{64}$`)
+
 var distrolessNonroot = regexp.MustCompile(`^gcr\.io/distroless/static(-debian\d+)?:(debug-)?nonroot(@sha256:[0-9a-f]{64})?$`)
 
 // imageUID returns the UID the final stage runs as, or -1 if unknown.
@@ -176,6 +180,15 @@ var dockerfileRules = []dockerfileRule{
 		for _, arg := range []string{"TARGETOS", "TARGETARCH"} {
 			if build.find("ARG", `^`+arg+`$`) < 0 {
 				problems = append(problems, "the build stage declares no ARG "+arg)
+			}
+		}
+		return problems
+	}},
+	{"pinned base images", func(build, final stage) []string {
+		var problems []string
+		for _, s := range []stage{build, final} {
+			if !pinnedImage.MatchString(s.from) {
+				problems = append(problems, fmt.Sprintf("FROM %s is not pinned: want <image>:<tag>@sha256:<digest>, so that the same Dockerfile builds on the same bases", s.from))
 			}
 		}
 		return problems
@@ -299,7 +312,7 @@ func TestDockerfileChecksCatchBrokenFiles(t *testing.T) {
 		rule, want string // rule empty: buildAndFinal fails
 	}{
 		"single stage": {
-			old: "\nFROM gcr.io/distroless/static:nonroot\n", new: "\n",
+			old: "\nFROM gcr.io/distroless/static:nonroot@", new: "\nCOPY x y\n#",
 			want: "want a multi-stage build",
 		},
 		"sources before modules": {
@@ -323,8 +336,12 @@ func TestDockerfileChecksCatchBrokenFiles(t *testing.T) {
 			rule: "runtime image", want: "runs as uid -1",
 		},
 		"root runtime image": {
-			old: "\nFROM gcr.io/distroless/static:nonroot\n", new: "\nFROM gcr.io/distroless/static\n",
+			old: "\nFROM gcr.io/distroless/static:nonroot@", new: "\nFROM gcr.io/distroless/static@",
 			rule: "runtime image", want: "", // USER 65532 still applies: no problem
+		},
+		"floating base image": {
+			old: "golang:1.26@sha256:", new: "golang:1.26 #",
+			rule: "pinned base images", want: "FROM golang:1.26 is not pinned",
 		},
 		"shell-form entrypoint": {
 			old: `ENTRYPOINT ["/gateway"]`, new: "ENTRYPOINT /gateway",

@@ -96,11 +96,14 @@ func start(ctx context.Context, o startOptions) error {
 	defer cancel()
 	getenv := o.getenv
 	if o.sandbox {
-		base, err := sandbox.Start(ctx)
+		// Closed only when start returns, so that it answers through the
+		// drain after a signal.
+		sb, err := sandbox.Start()
 		if err != nil {
 			return err
 		}
-		getenv = sandboxEnv(getenv, base)
+		defer sb.Close()
+		getenv = sb.Env(getenv)
 	}
 	cfg, err := config.Load(getenv, o.configFile)
 	if err != nil {
@@ -110,7 +113,8 @@ func start(ctx context.Context, o startOptions) error {
 	defer logs.Close()
 	log := slog.New(logs)
 	if o.sandbox {
-		log.Warn("SANDBOX MODE: answering from a built-in fake BlueTape on loopback; for local development only", "upstream", cfg.BaseURL.String())
+		where := sandbox.Listeners(cfg)
+		log.Warn("SANDBOX MODE: answering from a built-in fake BlueTape on loopback; for local development only", append([]any{"upstream", cfg.BaseURL.String()}, where...)...)
 	}
 
 	key, err := config.NewSecretSource(cfg.APIKey, cfg.APIKeyFile)
@@ -224,24 +228,6 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 		case <-t.C:
 			f()
 		}
-	}
-}
-
-// sandboxEnv points the gateway at the sandbox with its credentials,
-// whatever the environment says.
-func sandboxEnv(getenv func(string) string, base string) func(string) string {
-	return func(name string) string {
-		switch name {
-		case config.EnvBaseURL:
-			return base
-		case config.EnvAPIKey:
-			return sandbox.Key
-		case config.EnvAccountID:
-			return sandbox.AccountID
-		case config.EnvAPIKeyFile, config.EnvAccountIDFile:
-			return ""
-		}
-		return getenv(name)
 	}
 }
 

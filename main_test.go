@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -146,5 +148,132 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	p.Signal(t, syscall.SIGTERM)
 	if err := p.Wait(t, 30*time.Second); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.Output())
+	}
+}
+
+// sandboxLine returns the sandbox's start line from the gateway's
+// output, or nil before it is written.
+func sandboxLine(p *gatewaytest.Process) map[string]any {
+	for _, text := range strings.Split(p.Stdout.String(), "\n") {
+		var line map[string]any
+		if json.Unmarshal([]byte(text), &line) != nil {
+			continue
+		}
+		if msg, _ := line["msg"].(string); strings.HasPrefix(msg, "SANDBOX MODE") {
+			return line
+		}
+	}
+	return nil
+}
+
+// outsideAddr returns an address of this machine that is not a loopback
+// one, or "" if it has none.
+func outsideAddr(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+// checkLoopbackOnly checks that addr, where the gateway listens, is a
+// 127.0.0.1 address, and that its port cannot be reached through another
+// address of the machine when there is one.
+func checkLoopbackOnly(t *testing.T, what, addr string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != "127.0.0.1" {
+		t.Errorf("%s listens on %q; want 127.0.0.1", what, addr)
+		return
+	}
+	outside := outsideAddr(t)
+	if outside == "" {
+		t.Logf("no non-loopback address on this machine: only the logged %s address is checked", what)
+		return
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(outside, port), 5*time.Second)
+	if err == nil {
+		conn.Close()
+		t.Errorf("%s answers on %s: it must listen on loopback only", what, net.JoinHostPort(outside, port))
+	}
+}
+
+// TestSandboxListensOnLoopback starts the sandbox with no listen address
+// set: the API listener is 127.0.0.1:8080 and the admin listener, with
+// 9090 taken (as by a Prometheus), a free 127.0.0.1 port that the start
+// line names and that answers /healthz.
+func TestSandboxListensOnLoopback(t *testing.T) {
+	if ln, err := net.Listen("tcp", "127.0.0.1:9090"); err == nil {
+		t.Cleanup(func() { ln.Close() })
+	} else {
+		t.Logf("127.0.0.1:9090 is already taken: %v", err)
+	}
+	// Empty values leave the addresses unset.
+	p := gatewaytest.Start(t, []string{"GATEWAY_LISTEN_ADDR=", "GATEWAY_ADMIN_ADDR="}, gateway.Path, "-sandbox")
+	var listening map[string]any
+	gatewaytest.WaitFor(t, 30*time.Second, "the sandbox to listen or exit", func() bool {
+		if lines := p.Stdout.Records("gateway listening"); len(lines) > 0 {
+			listening = lines[0]
+			return true
+		}
+		return p.Exited()
+	})
+	if listening == nil {
+		// Another program holds 127.0.0.1:8080 (or every address's
+		// 8080): the sandbox must have tried 127.0.0.1:8080.
+		if !strings.Contains(p.Stderr.String(), "listening on the API address 127.0.0.1:8080") {
+			t.Fatalf("the sandbox exited without trying 127.0.0.1:8080 (%v):\n%s", p.Err(), p.Output())
+		}
+		t.Logf("8080 is taken on this machine; checked that the sandbox tried 127.0.0.1:8080:\n%s", p.Stderr)
+		return
+	}
+	api, _ := listening["api"].(string)
+	admin, _ := listening["admin"].(string)
+	if api != "127.0.0.1:8080" {
+		t.Errorf("API listener %q; want 127.0.0.1:8080", api)
+	}
+	checkLoopbackOnly(t, "the API listener", api)
+	checkLoopbackOnly(t, "the admin listener", admin)
+	if strings.HasSuffix(admin, ":9090") {
+		t.Errorf("admin listener %q while 9090 is taken", admin)
+	}
+	line := sandboxLine(p)
+	if line == nil || line["admin"] != admin || line["api"] != api || line["admin_moved"] == nil {
+		t.Errorf("the sandbox start line %v does not say the admin listener moved to %s", line, admin)
+	}
+	if code, _, _ := get(t, "http://"+admin+"/healthz"); code != 200 {
+		t.Errorf("/healthz on %s: %d", admin, code)
+	}
+	if code, _, _ := get(t, "http://"+api+"/customers/loopback-1/signup"); code != 200 {
+		t.Errorf("API on %s: %d", api, code)
+	}
+	p.Stop(t)
+}
+
+// TestSandboxAnswersThroughTheDrain checks that the sandbox upstream
+// outlives the signal: during the drain delay a new id still gets its
+// URL, and the process then exits 0.
+func TestSandboxAnswersThroughTheDrain(t *testing.T) {
+	p := gateway.Start(t, []string{"GATEWAY_DRAIN_DELAY=5s"}, "-sandbox")
+	if code, _, _ := get(t, p.API+"/customers/before-signal/signup"); code != 200 {
+		t.Fatalf("before the signal: %d", code)
+	}
+	p.Signal(t, syscall.SIGTERM)
+	gatewaytest.WaitFor(t, 5*time.Second, "/readyz to answer 503", func() bool {
+		code, _, _ := get(t, p.Admin+"/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	code, body, h := get(t, p.API+"/customers/new-during-drain/signup")
+	if code != 200 || h.Get("X-Cache") != "MISS" || !strings.Contains(body, `"signUpUrl":"https://www.bluetape.com/signup?id=`) {
+		t.Errorf("new id during the drain: %d %s %v; want 200 from the sandbox", code, body, h)
+	}
+	if err := p.Wait(t, 30*time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
 	}
 }

@@ -128,7 +128,15 @@ type Config struct {
 	JWTJWKSURL       string
 	JWTCAFile        string
 	JWTAuthTokenFile string
+
+	// set holds the names of the settings given a value, by the YAML file
+	// or the environment; see IsSet.
+	set map[string]bool
 }
+
+// IsSet reports whether the setting name was given a value, in the YAML
+// file or the environment, rather than left to its default.
+func (c *Config) IsSet(name string) bool { return c.set[name] }
 
 // Default returns the configuration used where nothing is set. It has no
 // credentials, so it does not validate on its own.
@@ -176,7 +184,15 @@ func Load(getenv func(string) string, file string) (*Config, error) {
 			values[name] = v
 		}
 	}
-	return parse(values)
+	c, err := parse(values)
+	if err != nil {
+		return nil, err
+	}
+	c.set = make(map[string]bool, len(values))
+	for name := range values {
+		c.set[name] = true
+	}
+	return c, nil
 }
 
 // lookup treats an empty variable as unset, as Kubernetes and shells often

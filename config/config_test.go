@@ -338,3 +338,30 @@ func TestSecretsRedactThemselves(t *testing.T) {
 		t.Error("no redaction marker in the output")
 	}
 }
+
+func TestIsSet(t *testing.T) {
+	c, err := Load(func(k string) string {
+		if k == EnvAdminAddr {
+			return ":9091"
+		}
+		return ""
+	}, "testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		EnvAdminAddr:  true, // environment
+		EnvCacheTTL:   true, // file
+		EnvListenAddr: false,
+		EnvStaleTTL:   false,
+	} {
+		if c.IsSet(name) != want {
+			t.Errorf("IsSet(%s) = %v; want %v", name, !want, want)
+		}
+	}
+	// An empty variable counts as unset.
+	c, err = Load(env(map[string]string{EnvListenAddr: ""}), "")
+	if err != nil || c.IsSet(EnvListenAddr) {
+		t.Errorf("empty GATEWAY_LISTEN_ADDR: %v, IsSet %v", err, err == nil && c.IsSet(EnvListenAddr))
+	}
+}

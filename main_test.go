@@ -166,41 +166,13 @@ func sandboxLine(p *gatewaytest.Process) map[string]any {
 	return nil
 }
 
-// outsideAddr returns an address of this machine that is not a loopback
-// one, or "" if it has none.
-func outsideAddr(t *testing.T) string {
-	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() && !n.IP.IsLoopback() {
-			return n.IP.String()
-		}
-	}
-	return ""
-}
-
 // checkLoopbackOnly checks that addr, where the gateway listens, is a
-// 127.0.0.1 address, and that its port cannot be reached through another
-// address of the machine when there is one.
+// 127.0.0.1 address. (Only loopback is dialled here: the tests send no
+// traffic to any other address of the machine.)
 func checkLoopbackOnly(t *testing.T, what, addr string) {
 	t.Helper()
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host != "127.0.0.1" {
+	if host, _, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" {
 		t.Errorf("%s listens on %q; want 127.0.0.1", what, addr)
-		return
-	}
-	outside := outsideAddr(t)
-	if outside == "" {
-		t.Logf("no non-loopback address on this machine: only the logged %s address is checked", what)
-		return
-	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(outside, port), 5*time.Second)
-	if err == nil {
-		conn.Close()
-		t.Errorf("%s answers on %s: it must listen on loopback only", what, net.JoinHostPort(outside, port))
 	}
 }
 

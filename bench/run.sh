@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# bench/run.sh: load benchmark of the gateway side by side with nginx doing the
-# same job (bench/nginx.conf), and with a bare Echo handler (bench/floor) as the
-# upper bound. Everything listens on 127.0.0.1 only.
+# bench/run.sh: load benchmark of the gateway side by side with nginx
+# (bench/nginx.conf), HAProxy (bench/haproxy.cfg) and Varnish (bench/varnish.vcl)
+# doing the same job, and with a bare Echo handler (bench/floor) as the upper
+# bound. It also measures the gateway's hot path with callers authenticating
+# and with tracing configured but not sampled. Everything listens on 127.0.0.1.
 #
-#   bash bench/run.sh            # full run, a few minutes
+#   bash bench/run.sh            # full run
 #   QUICK=1 bash bench/run.sh    # short run (one round of 3 s runs, 50,000-id flood)
+#
+# Before measuring, every server is checked: the right body for a hot and a
+# fresh id, a 404 passed on, and the upstream receiving each credential exactly
+# once although the caller sent its own (the fake upstream refuses anything else).
 #
 # Knobs (environment): UPSTREAM_DELAY (5ms), DURATION (6s), ROUNDS (5; the
 # servers take turns this many times and the best round counts), CONNECTIONS (64),
@@ -17,13 +23,16 @@
 # most for the load average to fall below 1), NGINX_EXTRA (directives added
 # to nginx's http block), RESULTS_DIR (a new temp dir),
 # GATEWAY_BIN (a prebuilt gateway binary instead of `go build .`),
-# GATEWAY_EXTRA_ENV (more VAR=value words for the gateway, e.g. GOGC=400).
+# GATEWAY_EXTRA_ENV (more VAR=value words for every gateway, e.g. GOGC=400),
+# PEERS ("nginx haproxy varnish": the peers to run), TRACE_SAMPLER_ARG (0: the
+# ratio of the tracing variant's sampler).
 #
-# The servers (gateway, nginx, floor) run on SERVER_CPU with one core's worth of threads each (GOMAXPROCS=1,
-# worker_processes 1) and are measured one at a time, taking turns; the idle
-# ones cost nothing. wrk, the fake upstream behind the proxies and the
-# stampede and flood clients share LOAD_CPU. The figures are printed as a
-# markdown table and kept with the raw outputs in RESULTS_DIR.
+# The servers run on SERVER_CPU with one core's worth of threads each
+# (GOMAXPROCS=1, worker_processes 1, nbthread 1, one Varnish thread pool) and are
+# measured one at a time, taking turns; the idle ones cost nothing. wrk, the
+# fake upstream behind the proxies and the stampede and flood clients share
+# LOAD_CPU. The figures are printed as a markdown table and kept with the raw
+# outputs in RESULTS_DIR.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -57,13 +66,21 @@ API_KEY=bench-key-not-a-secret
 ACCOUNT_ID=bench-account
 RUN_ID=$(date +%s)
 
-log() { printf '== %s\n' "$*" >&2; }
+log() { printf '== %s %s\n' "$(date -u +%T)" "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- tools
+PEERS=${PEERS:-nginx haproxy varnish}
+TRACE_SAMPLER_ARG=${TRACE_SAMPLER_ARG:-0}
+has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 PATH=$PATH:/usr/sbin:/sbin
 missing=()
-command -v nginx >/dev/null || missing+=(nginx)
+has_peer nginx && ! command -v nginx >/dev/null && missing+=(nginx-light)
+has_peer haproxy && ! command -v haproxy >/dev/null && missing+=(haproxy)
+has_peer varnish && ! command -v varnishd >/dev/null && missing+=(varnish)
+if has_peer varnish && ! compgen -G '/usr/lib/*/varnish/vmods/libvmod_vsthrottle.so' >/dev/null; then
+	missing+=(varnish-modules)
+fi
 command -v wrk >/dev/null || missing+=(wrk)
 if ((${#missing[@]})); then
 	log "installing ${missing[*]}"
@@ -71,13 +88,18 @@ if ((${#missing[@]})); then
 	apt_get() { apt-get -o DPkg::Lock::Timeout=300 -y -q "$@"; }
 	apt_get update >/dev/null
 	for m in "${missing[@]}"; do
-		case $m in
-		nginx) apt_get install nginx-light >/dev/null || apt_get install nginx >/dev/null ;;
-		wrk) apt_get install wrk >/dev/null ;;
-		esac
+		if [[ $m == nginx-light ]]; then
+			apt_get install nginx-light >/dev/null || apt_get install nginx >/dev/null
+		else
+			apt_get install "$m" >/dev/null
+		fi
 	done
 fi
-for c in nginx wrk taskset curl ss go; do
+need=(wrk taskset curl ss go)
+has_peer nginx && need+=(nginx)
+has_peer haproxy && need+=(haproxy)
+has_peer varnish && need+=(varnishd varnishncsa varnishstat)
+for c in "${need[@]}"; do
 	command -v "$c" >/dev/null || die "$c is required"
 done
 
@@ -107,7 +129,9 @@ stop_pid() { # pid: SIGTERM, then SIGKILL after 10 s
 }
 
 cleanup() {
-	local i
+	local rc=$? i
+	# On failure, keep the servers' own logs for the post-mortem.
+	((rc == 0)) || cp "$WORK"/*.log "$RESULTS_DIR/" 2>/dev/null || true
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		stop_pid "${PIDS[i]}"
 	done
@@ -146,9 +170,9 @@ free_port() {
 	done
 }
 
-wait_http() { # url [want status]: poll up to 15 s
-	local url=$1 want=${2:-200} i code
-	for ((i = 0; i < 150; i++)); do
+wait_http() { # url [want status [seconds]]: poll up to 30 s
+	local url=$1 want=${2:-200} secs=${3:-30} i code
+	for ((i = 0; i < secs * 10; i++)); do
 		code=$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)
 		[[ $code == "$want" ]] && return 0
 		sleep 0.1
@@ -182,8 +206,9 @@ record() { # label file: parse the BENCH/STAMPEDE key=value line into R[label.ke
 	done
 }
 
-calls() { curl -s "$UPSTREAM/calls" | sed -E 's/.*"calls":([0-9]+).*/\1/'; }
-unauthorized() { curl -s "$UPSTREAM/calls" | sed -E 's/.*"unauthorized":([0-9]+).*/\1/'; }
+upstream_count() { curl -s "$UPSTREAM/calls" | sed -E "s/.*\"$1\":([0-9]+).*/\\1/"; }
+calls() { upstream_count calls; }
+unauthorized() { upstream_count unauthorized; }
 reset_calls() { curl -s -X POST "$UPSTREAM/calls/reset" >/dev/null; }
 set_delay() { curl -sf -X POST "$UPSTREAM/delay?d=$1" >/dev/null; }
 
@@ -225,13 +250,178 @@ start upstream "$LOAD_CPU" env GOMAXPROCS=1 "$WORK/bin/upstream" -addr "127.0.0.
 UPSTREAM_PID=$PID
 wait_http "$UPSTREAM/calls"
 
+# ---------------------------------------------------------------- servers
+# Every server measured is registered here: PORT[name]; CPU_PIDS[name], the
+# processes whose CPU time is the server's (nginx's worker, Varnish's cache
+# process); AUX_PIDS[name], helpers reported apart (varnishncsa); MEM_PIDS[name],
+# the processes whose RSS is summed; HDR[name], a request header wrk and the
+# checks send; TITLE[name], the name in the table.
+declare -A PORT CPU_PIDS AUX_PIDS MEM_PIDS HDR TITLE ADMIN_PORT
+TITLE=([gateway]=gateway [nginx]=nginx [haproxy]=HAProxy [varnish]=Varnish [floor]=floor)
+
+# start_gateway NAME [VAR=value...]: one more gateway process, configured by
+# environment like the open one plus the given variables.
+start_gateway() {
+	local name=$1 port admin
+	shift
+	port=$(free_port) admin=$(free_port)
+	log "$name on 127.0.0.1:$port (admin $admin)"
+	start "$name" "$SERVER_CPU" env GOMAXPROCS=1 \
+		BLUETAPE_BASE_URL="$UPSTREAM" BLUETAPE_API_KEY="$API_KEY" BLUETAPE_ACCOUNT_ID="$ACCOUNT_ID" \
+		GATEWAY_LISTEN_ADDR="127.0.0.1:$port" GATEWAY_ADMIN_ADDR="127.0.0.1:$admin" \
+		GATEWAY_RATE_LIMIT=1000000 GATEWAY_RATE_BURST=1000000 GATEWAY_LOG_LEVEL=info \
+		GATEWAY_CACHE_MAX_ENTRIES="$CACHE_MAX_ENTRIES" "$@" ${GATEWAY_EXTRA_ENV:-} \
+		"$WORK/bin/gateway"
+	PORT[$name]=$port ADMIN_PORT[$name]=$admin CPU_PIDS[$name]=$PID MEM_PIDS[$name]=$PID
+	wait_http "http://127.0.0.1:$admin/readyz"
+}
+
+start_gateway gateway
+GW_PID=${CPU_PIDS[gateway]} GW_PORT=${PORT[gateway]} GW_ADMIN_PORT=${ADMIN_PORT[gateway]}
+
+# Gateway variants: measured on the hot path only, each against the open
+# gateway above. A variant is a name, a title, the gateway's extra
+# environment and the header its callers send.
+VARIANTS=()
+
+# Callers authenticate with a static bearer token (a callers file entry with
+# a rate far too high to refuse).
+BENCH_TOKEN=bench-caller-token-not-a-secret
+printf 'callers:\n  - name: bench-caller\n    token_sha256: %s\n    rate: 1000000\n    burst: 1000000\n' \
+	"$(printf '%s' "$BENCH_TOKEN" | sha256sum | cut -d' ' -f1)" >"$WORK/callers.yaml"
+start_gateway gateway-auth GATEWAY_CALLERS_FILE="$WORK/callers.yaml"
+TITLE[gateway-auth]="auth (static bearer token)" HDR[gateway-auth]="Authorization: Bearer $BENCH_TOKEN"
+VARIANTS+=(gateway-auth)
+
+# Tracing configured but not sampled: spans would go to the fake upstream's
+# OTLP sink (POST /v1/traces, counted as traceExports).
+start_gateway gateway-trace OTEL_EXPORTER_OTLP_ENDPOINT="$UPSTREAM" OTEL_SERVICE_NAME=bluetape-gateway-bench \
+	OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG="$TRACE_SAMPLER_ARG"
+TITLE[gateway-trace]="tracing configured, not sampled (ratio $TRACE_SAMPLER_ARG)"
+VARIANTS+=(gateway-trace)
+
+if has_peer nginx; then
+	port=$(free_port)
+	log "nginx on 127.0.0.1:$port"
+	mkdir -p "$WORK/nginx-tmp" "$WORK/cache"
+	sed -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+		-e "s|@API_KEY@|$API_KEY|g" -e "s|@ACCOUNT_ID@|$ACCOUNT_ID|g" -e "s|@USER@|$(id -un) $(id -gn)|g" \
+		-e "s|@EXTRA_HTTP@|$NGINX_EXTRA|g" bench/nginx.conf >"$WORK/nginx.conf"
+	nginx -t -q -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" || die "nginx -t: $(cat "$WORK/nginx-error.log")"
+	start nginx "$SERVER_CPU" nginx -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+	NG_PID=$PID
+	wait_http "http://127.0.0.1:$port/customers/!/signup" 404
+	NG_WORKER=""
+	for p in $(ps -o pid= --ppid "$NG_PID"); do
+		[[ $(ps -o args= -p "$p") == *"worker process"* ]] && NG_WORKER=$p
+	done
+	[[ -n $NG_WORKER ]] || die "no nginx worker process"
+	PORT[nginx]=$port CPU_PIDS[nginx]=$NG_WORKER MEM_PIDS[nginx]="$(tree "$NG_PID")"
+fi
+
+if has_peer haproxy; then
+	port=$(free_port) stats_port=$(free_port)
+	log "HAProxy on 127.0.0.1:$port"
+	sed -e "s|@PORT@|$port|g" -e "s|@STATS_PORT@|$stats_port|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+		-e "s|@API_KEY@|$API_KEY|g" -e "s|@ACCOUNT_ID@|$ACCOUNT_ID|g" bench/haproxy.cfg >"$WORK/haproxy.cfg"
+	haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy -c failed"
+	# -db: foreground, one process; its stdout (the access log) goes to $WORK/haproxy.log.
+	start haproxy "$SERVER_CPU" haproxy -db -f "$WORK/haproxy.cfg"
+	PORT[haproxy]=$port CPU_PIDS[haproxy]=$PID MEM_PIDS[haproxy]=$PID HA_STATS_PORT=$stats_port
+	wait_http "http://127.0.0.1:$port/customers/!/signup" 400 60
+fi
+
+# Varnish: one thread pool; it needs a thread per connection being served
+# (200 for the stampede), so the pool may grow to 1,000, and starts with 100
+# so that thread creation is not measured. It runs as the current user with
+# no privilege separation (-j none) in its own work dir, without a CLI port.
+VARNISH_MALLOC=${VARNISH_MALLOC:-128m}
+if has_peer varnish; then
+	port=$(free_port)
+	log "Varnish on 127.0.0.1:$port"
+	mkdir -p "$WORK/varnish"
+	sed -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@API_KEY@|$API_KEY|g" -e "s|@ACCOUNT_ID@|$ACCOUNT_ID|g" \
+		bench/varnish.vcl >"$WORK/varnish.vcl"
+	start varnish "$SERVER_CPU" varnishd -F -j none -n "$WORK/varnish" -T none -a "127.0.0.1:$port" \
+		-f "$WORK/varnish.vcl" -s "malloc,$VARNISH_MALLOC" \
+		-p thread_pools=1 -p thread_pool_min=100 -p thread_pool_max=1000
+	VA_PID=$PID
+	# The VCL is compiled with cc at start: allow for a busy machine.
+	wait_http "http://127.0.0.1:$port/customers/!/signup" 400 120
+	VA_CHILD=$(ps -o pid=,comm= --ppid "$VA_PID" | awk '$2 == "cache-main" {print $1}')
+	[[ -n $VA_CHILD ]] || die "no Varnish cache-main process"
+	# Varnish's access log: varnishncsa reads the shared-memory log and writes
+	# the file, on the same core.
+	start varnishncsa "$SERVER_CPU" varnishncsa -n "$WORK/varnish" -w "$WORK/varnish-access.log"
+	PORT[varnish]=$port CPU_PIDS[varnish]=$VA_CHILD AUX_PIDS[varnish]=$PID MEM_PIDS[varnish]="$VA_PID $VA_CHILD"
+fi
+
+port=$(free_port)
+log "floor on 127.0.0.1:$port"
+start floor "$SERVER_CPU" env GOMAXPROCS=1 "$WORK/bin/floor" -addr "127.0.0.1:$port"
+PORT[floor]=$port CPU_PIDS[floor]=$PID MEM_PIDS[floor]=$PID
+wait_http "http://127.0.0.1:$port/customers/x/signup"
+
+read -r -a PEER_LIST <<<"$PEERS"
+PROXIES=(gateway "${PEER_LIST[@]}")               # every scenario
+HOT_SERVERS=(gateway "${VARIANTS[@]}" "${PEER_LIST[@]}" floor)
+
 # ---------------------------------------------------------------- scenarios
-# warm NAME PORT: ask once for each hot id; every answer must be 200.
+# curl_get NAME PATH [curl args...]: prints the body, a newline and the status.
+curl_get() {
+	local name=$1 path=$2
+	shift 2
+	local h=()
+	[[ -n ${HDR[$name]:-} ]] && h=(-H "${HDR[$name]}")
+	curl -s -w '\n%{http_code}' ${h[@]+"${h[@]}"} "$@" "http://127.0.0.1:${PORT[$name]}$path"
+}
+
+# check_signup NAME ID [curl args...]: the answer must be 200 with ID's signup URL.
+check_signup() {
+	local name=$1 id=$2 out url
+	shift 2
+	out=$(curl_get "$name" "/customers/$id/signup" "$@")
+	[[ ${out##*$'\n'} == 200 ]] || die "check $name: $id answered ${out##*$'\n'}: ${out%$'\n'*}"
+	url=$(sed -nE 's/.*"signUpUrl": *"([^"]*)".*/\1/p' <<<"${out%$'\n'*}")
+	[[ $url == "https://www.bluetape.com/signup?id=$id" ]] || die "check $name: $id answered ${out%$'\n'*}"
+}
+
+# verify NAME: before measuring, the server must answer like the gateway: a
+# hot id's URL; a fresh id's URL, fetched from the upstream once for two
+# requests, although the caller sends its own credential headers (the fake
+# upstream refuses a request unless each credential is there exactly once,
+# with the configured value); an upstream 404 passed on (whether it was
+# cached is recorded).
+verify() {
+	local name=$1 id=verify$RUN_ID-$1 c0 u0 out i
+	local evil=(-H "X-BlueTape-Key: caller-key" -H "X-Integration-AccountId: caller-account")
+	check_signup "$name" hot-0001
+	c0=$(calls) u0=$(unauthorized)
+	check_signup "$name" "$id" "${evil[@]}"
+	check_signup "$name" "$id" "${evil[@]}"
+	(($(unauthorized) == u0)) || die "check $name: the upstream refused its credential headers"
+	(($(calls) == c0 + 1)) || die "check $name: two requests for one id made $(($(calls) - c0)) upstream calls"
+	c0=$(calls)
+	for i in 1 2; do
+		out=$(curl_get "$name" "/customers/notfound$RUN_ID-$name/signup" "${evil[@]}")
+		[[ ${out##*$'\n'} == 404 && $out == *"Customer not found."* ]] || die "check $name: upstream 404 answered ${out##*$'\n'}"
+	done
+	R[$name.notfound_calls]=$(($(calls) - c0))
+	if [[ $name == gateway-auth ]]; then
+		out=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$name]}/customers/hot-0001/signup")
+		[[ $out == 401 ]] || die "check $name: no token answered $out"
+	fi
+}
+
+# warm NAME: ask once for each hot id; every answer must be 200.
 warm() {
-	local name=$1 port=$2 k cfg=$WORK/warm-$1.curl codes
-	for ((k = 0; k < HOT_IDS; k++)); do
-		printf 'url = "http://127.0.0.1:%d/customers/hot-%04d/signup"\noutput = "/dev/null"\n' "$port" "$k"
-	done >"$cfg"
+	local name=$1 k cfg=$WORK/warm-$1.curl codes
+	{
+		if [[ -n ${HDR[$name]:-} ]]; then printf 'header = "%s"\n' "${HDR[$name]}"; fi
+		for ((k = 0; k < HOT_IDS; k++)); do
+			printf 'url = "http://127.0.0.1:%d/customers/hot-%04d/signup"\noutput = "/dev/null"\n' "${PORT[$name]}" "$k"
+		done
+	} >"$cfg"
 	codes=$(pin "$LOAD_CPU" curl -s -K "$cfg" -w '%{http_code}\n' | sort | uniq -c | tr -s ' ')
 	[[ $codes == " $HOT_IDS 200" ]] || die "warming $name: status counts $codes"
 }
@@ -240,29 +430,47 @@ warm() {
 # irq, softirq, steal).
 core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
-# hot NAME ROUND PORT PIDS...: one run over the cached ids; also the CPU
-# the server used and what other processes took of its core meanwhile.
-hot() {
-	local name=$1 round=$2 port=$3 t0 t1 c0 c1 label=$1.hot.r$2
-	shift 3
-	reset_calls
-	t0=$(cpu_ticks "$@") c0=$(core_ticks "$SERVER_CPU")
-	run_wrk "$label" "$CONNECTIONS" "$DURATION" hot.lua "http://127.0.0.1:$port" "$HOT_IDS"
-	t1=$(cpu_ticks "$@") c1=$(core_ticks "$SERVER_CPU")
-	R[$label.cpu_pct]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v d="${R[$label.duration_us]}" 'BEGIN {printf "%.1f", 100 * t / hz / (d / 1e6)}')
-	R[$label.others_pct]=$(awk -v t=$((c1 - c0 - t1 + t0)) -v hz="$CLK_TCK" -v d="${R[$label.duration_us]}" 'BEGIN {t = t < 0 ? 0 : t; printf "%.0f", 100 * t / hz / (d / 1e6)}')
-	R[$label.upstream_calls]=$(calls)
+# per_req LABEL KEY TICKS: R[LABEL.KEY] = CPU µs per request of LABEL's run.
+per_req() {
+	R[$1.$2]=$(awk -v t="$3" -v hz="$CLK_TCK" -v n="${R[$1.requests]}" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+}
+# pct LABEL KEY TICKS: R[LABEL.KEY] = TICKS as % of one core over LABEL's run.
+pct() {
+	R[$1.$2]=$(awk -v t="$3" -v hz="$CLK_TCK" -v d="${R[$1.duration_us]}" 'BEGIN {t = t < 0 ? 0 : t; printf "%.1f", 100 * t / hz / (d / 1e6)}')
 }
 
-# cold NAME ROUND URL PATH_TEMPLATE CONNS KIND PIDS...: one run where every
-# request asks for a new id; also the server's CPU time per request.
+# load NAME LABEL CONNS SCRIPT URL ARGS...: one wrk run against NAME with
+# its header, and the CPU its processes (and helpers, and others on its
+# core) used meanwhile.
+load() {
+	local name=$1 label=$2 conns=$3 script=$4 url=$5 t0 t1 a0 a1 c0 c1
+	shift 5
+	WRK_OPTS=()
+	[[ -n ${HDR[$name]:-} ]] && WRK_OPTS=(-H "${HDR[$name]}")
+	[[ $name == direct ]] && WRK_OPTS=("${DIRECT_HEADERS[@]}")
+	t0=$(cpu_ticks ${CPU_PIDS[$name]}) a0=$(cpu_ticks ${AUX_PIDS[$name]:-}) c0=$(core_ticks "$SERVER_CPU")
+	run_wrk "$label" "$conns" "$DURATION" "$script" "$url" "$@"
+	t1=$(cpu_ticks ${CPU_PIDS[$name]}) a1=$(cpu_ticks ${AUX_PIDS[$name]:-}) c1=$(core_ticks "$SERVER_CPU")
+	WRK_OPTS=()
+	per_req "$label" cpu_us_per_req $((t1 - t0))
+	per_req "$label" aux_us_per_req $((a1 - a0))
+	pct "$label" cpu_pct $((t1 - t0))
+	pct "$label" others_pct $((c1 - c0 - t1 + t0 - a1 + a0))
+}
+
+# hot NAME ROUND: one run over the cached ids.
+hot() {
+	reset_calls
+	load "$1" "$1.hot.r$2" "$CONNECTIONS" hot.lua "http://127.0.0.1:${PORT[$1]}" "$HOT_IDS"
+	R[$1.hot.r$2.upstream_calls]=$(calls)
+}
+
+# cold NAME ROUND KIND CONNS: one run where every request asks for a new id.
 cold() {
-	local name=$1 round=$2 url=$3 tmpl=$4 conns=$5 kind=$6 label=$1.$6.r$2 t0 t1
-	shift 6
-	t0=$(cpu_ticks "$@")
-	run_wrk "$label" "$conns" "$DURATION" cold.lua "$url" "$kind$RUN_ID-$name-$round" "$tmpl"
-	t1=$(cpu_ticks "$@")
-	R[$label.cpu_us_per_req]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="${R[$label.requests]}" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+	local name=$1 round=$2 kind=$3 conns=$4 url tmpl=/customers/%s/signup
+	url=http://127.0.0.1:${PORT[$name]:-}
+	[[ $name == direct ]] && url=$UPSTREAM tmpl=/integration/customer/%s/signup
+	load "$name" "$name.$kind.r$round" "$conns" cold.lua "$url" "$kind$RUN_ID-$name-$round" "$tmpl"
 }
 
 # pick PREFIX BY: copies the keys of the best round PREFIX.rN.* to PREFIX.*.
@@ -283,36 +491,54 @@ pick() {
 	R[$prefix.round]=$best
 }
 
-# stampede NAME ROUND PORT WARM_PATH
+# stampede NAME ROUND: STAMPEDE_N connections ask for one fresh id at once.
 stampede() {
-	local name=$1 round=$2 port=$3 warm_path=$4 label=$1.stampede.r$2
+	local name=$1 round=$2 label=$1.stampede.r$2
 	set_delay "$STAMPEDE_DELAY"
-	pin "$LOAD_CPU" "$WORK/bin/stampede" -target "127.0.0.1:$port" -upstream "$UPSTREAM" \
-		-n "$STAMPEDE_N" -id "stampede$RUN_ID-$name-$round" -warm-path "$warm_path" \
+	pin "$LOAD_CPU" "$WORK/bin/stampede" -target "127.0.0.1:${PORT[$name]}" -upstream "$UPSTREAM" \
+		-n "$STAMPEDE_N" -id "stampede$RUN_ID-$name-$round" -warm-path "/customers/!/signup" \
 		>"$RESULTS_DIR/stampede-$name-$round.txt" 2>&1 || die "stampede $name: $(tail -5 "$RESULTS_DIR/stampede-$name-$round.txt")"
 	record "$label" "$RESULTS_DIR/stampede-$name-$round.txt"
 	# Worst first: more upstream calls, then a later last answer.
-	R[$label.badness]=$(awk -v c="${R[$label.upstream_calls]}" -v t="${R[$label.max_after_upstream_ms]}" 'BEGIN {printf "%.2f", c * 1e6 + t}')
+	R[$label.badness]=$(awk -v c="${R[$label.upstream_calls]}" -v t="${R[$label.last_ms]}" 'BEGIN {printf "%.2f", c * 1e6 + t}')
 	set_delay "$UPSTREAM_DELAY"
 }
 
-# flood NAME PORT PID: FLOOD_IDS distinct ids in two halves; RSS of PID and its
-# children before, between and after.
+# cache_entries NAME: how many ids the server holds now.
+cache_entries() {
+	case $1 in
+	gateway) curl -s "http://127.0.0.1:$GW_ADMIN_PORT/metrics" | awk '/^bluetape_gateway_cache_entries / {printf "%d", $2}' ;;
+	nginx) find "$WORK/cache" -type f | wc -l ;;
+	haproxy)
+		exec 3<>"/dev/tcp/127.0.0.1/$HA_STATS_PORT"
+		echo "show cache" >&3
+		grep -c ' hash:' <&3 || true
+		exec 3<&-
+		;;
+	varnish) varnishstat -n "$WORK/varnish" -1 -f MAIN.n_object | awk '{print $2}' ;;
+	esac
+}
+
+# flood NAME: FLOOD_IDS distinct ids in two halves; RSS before, between and
+# after, and RSS per cached entry above the RSS with the hot ids cached.
 flood() {
-	local name=$1 port=$2 pid=$3 half=$((FLOOD_IDS / 2)) part n
+	local name=$1 half=$((FLOOD_IDS / 2)) part n e
 	set_delay "$FLOOD_DELAY"
-	R[$name.flood.rss_before_kb]=$(sum_rss_kb $(tree "$pid"))
+	R[$name.flood.rss_before_kb]=$(sum_rss_kb ${MEM_PIDS[$name]})
 	for part in 1 2; do
 		n=$half
 		[[ $part == 2 ]] && n=$((FLOOD_IDS - half))
-		pin "$LOAD_CPU" "$WORK/bin/flood" -target "http://127.0.0.1:$port" -n "$n" -c "$CONNECTIONS" \
+		pin "$LOAD_CPU" "$WORK/bin/flood" -target "http://127.0.0.1:${PORT[$name]}" -n "$n" -c "$CONNECTIONS" \
 			-prefix "flood$RUN_ID-$name-$part" >"$RESULTS_DIR/flood-$name-$part.txt" 2>&1 ||
 			die "flood $name: $(tail -5 "$RESULTS_DIR/flood-$name-$part.txt")"
 		record "$name.flood$part" "$RESULTS_DIR/flood-$name-$part.txt"
-		[[ $part == 1 ]] && R[$name.flood.rss_half_kb]=$(sum_rss_kb $(tree "$pid"))
+		[[ $part == 1 ]] && R[$name.flood.rss_half_kb]=$(sum_rss_kb ${MEM_PIDS[$name]})
 	done
-	R[$name.flood.rss_end_kb]=$(sum_rss_kb $(tree "$pid"))
-	R[$name.flood.hwm_kb]=$(sum_hwm_kb $(tree "$pid"))
+	R[$name.flood.rss_end_kb]=$(sum_rss_kb ${MEM_PIDS[$name]})
+	R[$name.flood.hwm_kb]=$(sum_hwm_kb ${MEM_PIDS[$name]})
+	R[$name.flood.entries]=$(cache_entries "$name")
+	R[$name.flood.rss_per_entry_b]=$(awk -v a="${R[$name.rss_warm_kb]}" -v b="${R[$name.flood.rss_end_kb]}" \
+		-v n="${R[$name.flood.entries]}" -v h="$HOT_IDS" 'BEGIN {if (n > h) printf "%.0f", (b - a) * 1024 / (n - h)}')
 	R[$name.flood.requests]=$((${R[$name.flood1.requests]} + ${R[$name.flood2.requests]}))
 	R[$name.flood.errors]=0
 	for part in 1 2; do
@@ -367,62 +593,35 @@ gateway_profile() {
 	fi
 }
 
-# ---- start every server; each sits idle on SERVER_CPU while another is measured
-GW_PORT=$(free_port)
-GW_ADMIN_PORT=$(free_port)
-log "gateway on 127.0.0.1:$GW_PORT (admin $GW_ADMIN_PORT)"
-start gateway "$SERVER_CPU" env GOMAXPROCS=1 \
-	BLUETAPE_BASE_URL="$UPSTREAM" BLUETAPE_API_KEY="$API_KEY" BLUETAPE_ACCOUNT_ID="$ACCOUNT_ID" \
-	GATEWAY_LISTEN_ADDR="127.0.0.1:$GW_PORT" GATEWAY_ADMIN_ADDR="127.0.0.1:$GW_ADMIN_PORT" \
-	GATEWAY_RATE_LIMIT=1000000 GATEWAY_RATE_BURST=1000000 GATEWAY_LOG_LEVEL=info \
-	GATEWAY_CACHE_MAX_ENTRIES="$CACHE_MAX_ENTRIES" ${GATEWAY_EXTRA_ENV:-} \
-	"$WORK/bin/gateway"
-GW_PID=$PID
-wait_http "http://127.0.0.1:$GW_ADMIN_PORT/readyz"
-
-NG_PORT=$(free_port)
-log "nginx on 127.0.0.1:$NG_PORT"
-mkdir -p "$WORK/nginx-tmp" "$WORK/cache"
-sed -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$NG_PORT|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
-	-e "s|@API_KEY@|$API_KEY|g" -e "s|@ACCOUNT_ID@|$ACCOUNT_ID|g" -e "s|@USER@|$(id -un) $(id -gn)|g" \
-	-e "s|@EXTRA_HTTP@|$NGINX_EXTRA|g" bench/nginx.conf >"$WORK/nginx.conf"
-nginx -t -q -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" || die "nginx -t: $(cat "$WORK/nginx-error.log")"
-start nginx "$SERVER_CPU" nginx -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
-NG_PID=$PID
-wait_http "http://127.0.0.1:$NG_PORT/customers/!/signup" 404
-NG_WORKER=""
-for p in $(ps -o pid= --ppid "$NG_PID"); do
-	[[ $(ps -o args= -p "$p") == *"worker process"* ]] && NG_WORKER=$p
-done
-[[ -n $NG_WORKER ]] || die "no nginx worker process"
-
-FL_PORT=$(free_port)
-log "floor on 127.0.0.1:$FL_PORT"
-start floor "$SERVER_CPU" env GOMAXPROCS=1 "$WORK/bin/floor" -addr "127.0.0.1:$FL_PORT"
-FL_PID=$PID
-wait_http "http://127.0.0.1:$FL_PORT/customers/x/signup"
-
 # "direct" is the same fake upstream the proxies call, called by wrk itself:
 # what a proxy adds is the difference.
 DIRECT_HEADERS=(-H "X-BlueTape-Key: $API_KEY" -H "X-Integration-AccountId: $ACCOUNT_ID")
+CPU_PIDS[direct]=$UPSTREAM_PID
+
+# ---- check that every server does the job before measuring anything
+log "checking every server's answers and the credentials the upstream receives"
+log "hot: warming 1,000 ids"
+for name in "${HOT_SERVERS[@]}"; do
+	[[ $name == floor ]] && continue
+	warm "$name"
+	R[$name.rss_warm_kb]=$(sum_rss_kb ${MEM_PIDS[$name]})
+	verify "$name"
+done
+out=$(curl_get floor /customers/hot-0001/signup)
+[[ ${out##*$'\n'} == 200 && $out == *'"signUpUrl"'* ]] || die "check floor: answered $out"
 
 # ---- hot: servers take turns, ROUNDS times; the best round of each counts
-log "hot: warming 1,000 ids"
-warm gateway "$GW_PORT"
-warm nginx "$NG_PORT"
-R[gateway.rss_warm_kb]=$(sum_rss_kb "$GW_PID")
-R[nginx.rss_warm_kb]=$(sum_rss_kb $(tree "$NG_PID"))
-for name in gateway nginx floor; do
-	case $name in gateway) port=$GW_PORT ;; nginx) port=$NG_PORT ;; floor) port=$FL_PORT ;; esac
-	run_wrk "$name-hotwarm" "$CONNECTIONS" 2s hot.lua "http://127.0.0.1:$port" "$HOT_IDS"
+for name in "${HOT_SERVERS[@]}"; do
+	WRK_OPTS=()
+	[[ -n ${HDR[$name]:-} ]] && WRK_OPTS=(-H "${HDR[$name]}")
+	run_wrk "$name-hotwarm" "$CONNECTIONS" 2s hot.lua "http://127.0.0.1:${PORT[$name]}" "$HOT_IDS"
 done
+WRK_OPTS=()
 for ((round = 1; round <= ROUNDS; round++)); do
 	log "hot: round $round of $ROUNDS"
-	hot gateway "$round" "$GW_PORT" "$GW_PID"
-	hot nginx "$round" "$NG_PORT" "$NG_WORKER"
-	hot floor "$round" "$FL_PORT" "$FL_PID"
+	for name in "${HOT_SERVERS[@]}"; do hot "$name" "$round"; done
 done
-for name in gateway nginx floor; do pick "$name.hot" max:rps; done
+for name in "${HOT_SERVERS[@]}"; do pick "$name.hot" max:rps; done
 
 if [[ $PROFILE == 1 ]]; then
 	log "hot: gateway CPU profile"
@@ -436,45 +635,46 @@ for kind in cold coldlat; do
 	[[ $kind == coldlat ]] && conns=$LATENCY_CONNECTIONS
 	for ((round = 1; round <= ROUNDS; round++)); do
 		log "$kind ($conns connections): round $round of $ROUNDS"
-		cold gateway "$round" "http://127.0.0.1:$GW_PORT" "/customers/%s/signup" "$conns" "$kind" "$GW_PID"
-		cold nginx "$round" "http://127.0.0.1:$NG_PORT" "/customers/%s/signup" "$conns" "$kind" "$NG_WORKER"
-		WRK_OPTS=("${DIRECT_HEADERS[@]}")
-		cold direct "$round" "$UPSTREAM" "/integration/customer/%s/signup" "$conns" "$kind" "$UPSTREAM_PID"
-		WRK_OPTS=()
+		for name in "${PROXIES[@]}" direct; do cold "$name" "$round" "$kind" "$conns"; done
 	done
 done
 if [[ $PROFILE == 1 ]]; then
 	log "cold: gateway CPU profile"
 	gateway_profile cold cold.lua "prof$RUN_ID"
 fi
-for name in gateway nginx direct; do
+for name in "${PROXIES[@]}" direct; do
 	pick "$name.cold" max:rps
 	pick "$name.coldlat" min:p50_us
+done
+for name in "${PROXIES[@]}"; do
+	R[$name.added_us]=$((${R[$name.coldlat.p50_us]} - ${R[direct.coldlat.p50_us]}))
 done
 
 # ---- stampede: the worst round counts
 for ((round = 1; round <= ROUNDS; round++)); do
 	log "stampede: round $round of $ROUNDS"
-	stampede gateway "$round" "$GW_PORT" "/customers/!/signup"
-	stampede nginx "$round" "$NG_PORT" "/customers/!/signup"
+	for name in "${PROXIES[@]}"; do stampede "$name" "$round"; done
 done
-pick gateway.stampede max:badness
-pick nginx.stampede max:badness
+for name in "${PROXIES[@]}"; do pick "$name.stampede" max:badness; done
 
 # ---- flood
-log "flood: gateway, $FLOOD_IDS ids"
-flood gateway "$GW_PORT" "$GW_PID"
-R[gateway.flood.cache_entries]=$(curl -s "http://127.0.0.1:$GW_ADMIN_PORT/metrics" |
-	awk '/^bluetape_gateway_cache_entries / {print $2}')
-log "flood: nginx, $FLOOD_IDS ids"
-flood nginx "$NG_PORT" "$NG_PID"
-R[nginx.flood.worker_rss_kb]=$(rss_kb "$NG_WORKER")
-R[nginx.flood.cache_kb]=$(du -sk "$WORK/cache" | cut -f1)
-R[nginx.flood.cache_files]=$(find "$WORK/cache" -type f | wc -l)
+for name in "${PROXIES[@]}"; do
+	log "flood: $name, $FLOOD_IDS ids"
+	flood "$name"
+done
+if has_peer nginx; then
+	R[nginx.flood.worker_rss_kb]=$(rss_kb "$NG_WORKER")
+	R[nginx.flood.cache_kb]=$(du -sk "$WORK/cache" | cut -f1)
+fi
 
 R[unauthorized]=$(unauthorized)
+R[trace_exports]=$(upstream_count traceExports)
+LOAD_END=$(cut -d' ' -f1 /proc/loadavg)
 tail -c 100000 "$WORK/gateway.log" >"$RESULTS_DIR/gateway-log-tail.txt" || true
 cp "$WORK/nginx-error.log" "$RESULTS_DIR/nginx-error.log" 2>/dev/null || true
+for f in haproxy.log varnish-access.log nginx-access.log; do
+	[[ -f $WORK/$f ]] && tail -n 20 "$WORK/$f" >"$RESULTS_DIR/$f-tail.txt"
+done
 
 # ---------------------------------------------------------------- report
 {
@@ -482,63 +682,108 @@ cp "$WORK/nginx-error.log" "$RESULTS_DIR/nginx-error.log" 2>/dev/null || true
 	for k in "${!R[@]}"; do echo "$k=${R[$k]}"; done | sort
 } >"$RESULTS_DIR/results.txt"
 
-num() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "n/a"; else printf "%.2f", a / b}'; }
-ms_of_us() { awk -v x="$1" 'BEGIN {printf "%.2f", x / 1000}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b == 0) print ""; else printf "%.2f", a / b}'; }
 mib() { awk -v x="$1" 'BEGIN {printf "%.1f", x / 1024}'; }
-cpu_us() { awk -v p="${R[$1.hot.cpu_pct]}" -v r="${R[$1.hot.rps]}" 'BEGIN {printf "%.1f", p / 100 * 1e6 / r}'; }
-verdict() { awk "BEGIN {print ($1) ? \"met\" : \"**missed**\"}"; }
+# fmt KIND VALUE: n (integer), ms (from µs), raw.
+fmt() {
+	[[ -z $2 ]] && return
+	case $1 in
+	n) awk -v x="$2" 'BEGIN {printf "%.0f", x}' ;;
+	ms) awk -v x="$2" 'BEGIN {printf "%.2f", x / 1000}' ;;
+	mib) mib "$2" ;;
+	*) printf '%s' "$2" ;;
+	esac
+}
 
-g_hot=${R[gateway.hot.rps]} n_hot=${R[nginx.hot.rps]} f_hot=${R[floor.hot.rps]}
-g_add=$((${R[gateway.coldlat.p50_us]} - ${R[direct.coldlat.p50_us]}))
-n_add=$((${R[nginx.coldlat.p50_us]} - ${R[direct.coldlat.p50_us]}))
-g_bound_kb=$((${R[gateway.rss_warm_kb]} + CACHE_MAX_ENTRIES * FLOOD_BYTES_PER_ENTRY / 1024))
-g_entries=${R[gateway.flood.cache_entries]:-}
+COLUMNS_T=(gateway "${PEER_LIST[@]}" floor)
+# row TITLE KEY KIND [NOTE_FOR_MISSING]: one table row; a server without
+# the value gets "–" and the note.
+row() {
+	local title=$1 key=$2 kind=$3 note=${4:-} s v line g
+	line="| $title |"
+	for s in "${COLUMNS_T[@]}"; do
+		v=$(fmt "$kind" "${R[$s.$key]:-}")
+		line+=" ${v:-–$note} |"
+	done
+	g=${R[gateway.$key]:-}
+	for s in "${COLUMNS_T[@]:1}"; do
+		line+=" $(ratio "$g" "${R[$s.$key]:-}") |"
+	done
+	echo "$line"
+}
+# variant_row NAME: the gateway variant's hot figures against the open gateway's.
+variant_row() {
+	local v=$1 line s
+	# Two ratios to the open hot path: by req/s, and by CPU per request
+	# (open/variant), which other work on the machine disturbs less.
+	line="| hot, ${TITLE[$v]}: req/s (× open), p50 / p99 ms, CPU µs/req (× open) | $(fmt n "${R[$v.hot.rps]}") ($(ratio "${R[$v.hot.rps]}" "${R[gateway.hot.rps]}")×), $(fmt ms "${R[$v.hot.p50_us]}") / $(fmt ms "${R[$v.hot.p99_us]}"), ${R[$v.hot.cpu_us_per_req]} ($(ratio "${R[gateway.hot.cpu_us_per_req]}" "${R[$v.hot.cpu_us_per_req]}")×) |"
+	for s in "${COLUMNS_T[@]:1}"; do line+=" –ᶜ |"; done
+	for s in "${COLUMNS_T[@]:1}"; do line+="  |"; done
+	echo "$line"
+}
 
 TABLE=$(
-	echo "Commit \`$COMMIT\`; one core per server, wrk -t1 -c$CONNECTIONS for $DURATION, best of $ROUNDS rounds; upstream delay $UPSTREAM_DELAY;" \
-		"load average $LOAD_START at start, $(cut -d' ' -f1 /proc/loadavg) at end (other work on the machine skews the figures)."
+	echo "Commit \`$COMMIT\`, $(date -u '+%F %H:%M') UTC; one core per server, wrk -t1 -c$CONNECTIONS for $DURATION, best of $ROUNDS rounds;" \
+		"upstream delay $UPSTREAM_DELAY; load average $LOAD_START at start, $LOAD_END at end (other work on the machine skews the figures)."
 	echo
-	echo "| scenario | gateway | nginx | gateway/nginx | target | |"
-	echo "|---|---:|---:|---:|---|---|"
-	echo "| hot req/s (1,000 cached ids) | $(num "$g_hot") | $(num "$n_hot") | $(ratio "$g_hot" "$n_hot") | ≥ 1.3× nginx | $(verdict "$(ratio "$g_hot" "$n_hot") >= 1.3") |"
-	echo "| hot req/s, floor (bare Echo) | $(num "$f_hot") | | gateway/floor $(ratio "$g_hot" "$f_hot") | ≥ 0.8× floor | $(verdict "$(ratio "$g_hot" "$f_hot") >= 0.8") |"
-	for p in p50 p99 p999; do
-		g=${R[gateway.hot.${p}_us]} n=${R[nginx.hot.${p}_us]}
-		if [[ $p == p99 ]]; then t="≤ nginx" v=$(verdict "$g <= $n"); else t="" v=""; fi
-		echo "| hot ${p/p999/p99.9} latency, ms (floor: $(ms_of_us "${R[floor.hot.${p}_us]}")) | $(ms_of_us "$g") | $(ms_of_us "$n") | $(ratio "$g" "$n") | $t | $v |"
-	done
-	echo "| hot: server's CPU use, % of its core (floor: ${R[floor.hot.cpu_pct]}) | ${R[gateway.hot.cpu_pct]} | ${R[nginx.hot.cpu_pct]} | | | |"
-	echo "| hot: other processes on that core, % (floor: ${R[floor.hot.others_pct]}) | ${R[gateway.hot.others_pct]} | ${R[nginx.hot.others_pct]} | | | |"
-	echo "| hot: server CPU per request, µs (floor: $(cpu_us floor)) | $(cpu_us gateway) | $(cpu_us nginx) | $(ratio "$(cpu_us gateway)" "$(cpu_us nginx)") | | |"
-	echo "| cold req/s (every id new, $CONNECTIONS conns) | $(num "${R[gateway.cold.rps]}") | $(num "${R[nginx.cold.rps]}") | $(ratio "${R[gateway.cold.rps]}" "${R[nginx.cold.rps]}") | ≥ nginx | $(verdict "${R[gateway.cold.rps]} >= ${R[nginx.cold.rps]}") |"
-	echo "| cold: server CPU per request, µs (upstream: ${R[direct.cold.cpu_us_per_req]}) | ${R[gateway.cold.cpu_us_per_req]} | ${R[nginx.cold.cpu_us_per_req]} | $(ratio "${R[gateway.cold.cpu_us_per_req]}" "${R[nginx.cold.cpu_us_per_req]}") | | |"
-	echo "| cold p50 / p99 latency, ms | $(ms_of_us "${R[gateway.cold.p50_us]}") / $(ms_of_us "${R[gateway.cold.p99_us]}") | $(ms_of_us "${R[nginx.cold.p50_us]}") / $(ms_of_us "${R[nginx.cold.p99_us]}") | | | |"
-	echo "| cold, upstream direct: req/s, p50 / p99 ms | $(num "${R[direct.cold.rps]}"), $(ms_of_us "${R[direct.cold.p50_us]}") / $(ms_of_us "${R[direct.cold.p99_us]}") | (same) | | | |"
-	echo "| cold p50 added over direct upstream, µs ($LATENCY_CONNECTIONS conns) | $g_add | $n_add | | < 150 µs | $(verdict "$g_add < 150") |"
-	echo "| stampede: upstream calls for $STAMPEDE_N concurrent cold requests | ${R[gateway.stampede.upstream_calls]} | ${R[nginx.stampede.upstream_calls]} | | exactly 1 | $(verdict "${R[gateway.stampede.upstream_calls]} == 1") |"
-	echo "| stampede: first→last answer spread, ms | ${R[gateway.stampede.spread_ms]} | ${R[nginx.stampede.spread_ms]} | | | |"
-	echo "| stampede: last answer after upstream's, ms | ${R[gateway.stampede.max_after_upstream_ms]} | ${R[nginx.stampede.max_after_upstream_ms]} | | ≤ 20 ms | $(verdict "${R[gateway.stampede.max_after_upstream_ms]} <= 20 && ${R[gateway.stampede.ok]} == $STAMPEDE_N") |"
-	echo "| flood: ids sent / failed | ${R[gateway.flood.requests]} / ${R[gateway.flood.errors]} | ${R[nginx.flood.requests]} / ${R[nginx.flood.errors]} | | | |"
-	echo "| RSS with the 1,000 hot ids cached, MiB | $(mib "${R[gateway.rss_warm_kb]}") | $(mib "${R[nginx.rss_warm_kb]}") | | | |"
-	echo "| flood: RSS before / half-way / end, MiB | $(mib "${R[gateway.flood.rss_before_kb]}") / $(mib "${R[gateway.flood.rss_half_kb]}") / $(mib "${R[gateway.flood.rss_end_kb]}") | $(mib "${R[nginx.flood.rss_before_kb]}") / $(mib "${R[nginx.flood.rss_half_kb]}") / $(mib "${R[nginx.flood.rss_end_kb]}") | $(ratio "${R[gateway.flood.rss_end_kb]}" "${R[nginx.flood.rss_end_kb]}") | ≤ $(mib "$g_bound_kb") MiB | $(verdict "${R[gateway.flood.rss_end_kb]} <= $g_bound_kb && 0${g_entries%.*} <= $CACHE_MAX_ENTRIES") |"
-	echo "| flood: cached entries / nginx cache dir | ${g_entries:-?} (max $CACHE_MAX_ENTRIES) | ${R[nginx.flood.cache_files]} files, $(mib "${R[nginx.flood.cache_kb]}") MiB | | | |"
+	line="| scenario |"
+	sep="|---|"
+	for s in "${COLUMNS_T[@]}"; do line+=" ${TITLE[$s]} |"; sep+="---:|"; done
+	for s in "${COLUMNS_T[@]:1}"; do line+=" gateway/${TITLE[$s]} |"; sep+="---:|"; done
+	echo "$line"
+	echo "$sep"
+	row "hot req/s (1,000 cached ids)" hot.rps n
+	row "hot p50, ms" hot.p50_us ms
+	row "hot p99, ms" hot.p99_us ms
+	row "hot CPU per request, µs" hot.cpu_us_per_req raw
+	row "hot CPU use, % of the core" hot.cpu_pct raw
+	row "cold req/s (every id new, $CONNECTIONS conns)" cold.rps n ᵃ
+	row "cold p50, ms" cold.p50_us ms ᵃ
+	row "cold p99, ms" cold.p99_us ms ᵃ
+	row "cold CPU per request, µs" cold.cpu_us_per_req raw ᵃ
+	row "cold CPU use, % of the core" cold.cpu_pct raw ᵃ
+	row "p50 added over a direct upstream call, µs ($LATENCY_CONNECTIONS conns)" added_us raw ᵃ
+	row "stampede: upstream calls for $STAMPEDE_N waiters on one cold id" stampede.upstream_calls raw ᵃ
+	row "stampede: last answer, ms (upstream takes $STAMPEDE_DELAY)" stampede.last_ms raw ᵃ
+	row "flood: RSS per cached entry, bytesᵇ" flood.rss_per_entry_b raw ᵃ
+	row "flood: entries kept at the end" flood.entries raw ᵃ
+	row "flood: RSS at the end, MiB" flood.rss_end_kb mib ᵃ
+	for v in "${VARIANTS[@]}"; do variant_row "$v"; done
 )
 {
 	echo
 	echo "$TABLE"
 	echo
-	others=$(printf '%s\n' "${R[gateway.hot.others_pct]}" "${R[nginx.hot.others_pct]}" "${R[floor.hot.others_pct]}" | sort -n | tail -1)
+	echo "Ratios are gateway/peer: above 1 is better for the gateway on req/s, worse on latency, CPU, calls and memory."
+	echo "ᵃ The floor answers a constant: it has no cache, no upstream and no memory to bound."
+	echo "ᵇ (RSS at the end − RSS with the 1,000 hot ids cached) / (entries − 1,000). The cold runs and a flood of $FLOOD_IDS new ids came in between."
+	echo "ᶜ Only the gateway authenticates callers and traces requests in this benchmark."
+	echo
+	others=$(for s in "${HOT_SERVERS[@]}"; do echo "${R[$s.hot.others_pct]}"; done | sort -n | tail -1)
 	if awk -v o="$others" 'BEGIN {exit !(o > 5)}'; then
 		echo "WARNING: other processes took up to $others% of the servers' core during the counted hot rounds; the figures are skewed. Rerun on a quiet machine (WAIT_QUIET=600)."
 	fi
-	echo "Upstream calls during the hot runs: gateway ${R[gateway.hot.upstream_calls]}, nginx ${R[nginx.hot.upstream_calls]}, floor n/a."
-	echo "Upstream calls rejected for bad credential headers: ${R[unauthorized]} (should be 0)."
+	echo "Direct upstream calls (wrk → fake upstream, $CONNECTIONS conns): $(fmt n "${R[direct.cold.rps]}") req/s, p50 $(fmt ms "${R[direct.cold.p50_us]}") ms / p99 $(fmt ms "${R[direct.cold.p99_us]}") ms; at $LATENCY_CONNECTIONS conns p50 $(fmt ms "${R[direct.coldlat.p50_us]}") ms."
+	line="Upstream calls for two requests of one 404 id:"
+	for s in "${PROXIES[@]}"; do line+=" ${TITLE[$s]} ${R[$s.notfound_calls]},"; done
+	echo "${line%,} (1: the 404 is cached)."
+	line="Upstream calls during the hot runs:"
+	for s in "${HOT_SERVERS[@]}"; do [[ $s == floor ]] || line+=" ${TITLE[$s]} ${R[$s.hot.upstream_calls]},"; done
+	echo "${line%,}."
+	echo "Upstream calls refused for bad credential headers: ${R[unauthorized]} (should be 0). OTLP exports received from the tracing variant: ${R[trace_exports]}."
+	if has_peer varnish; then
+		echo "Varnish's CPU is its cache process; varnishncsa (its access log, same core) took ${R[varnish.hot.aux_us_per_req]} µs per request more on the hot path and ${R[varnish.cold.aux_us_per_req]} µs on the cold path."
+	fi
+	if has_peer nginx; then
+		echo "nginx keeps its entries in files (on tmpfs here, not in its RSS): $(mib "${R[nginx.flood.cache_kb]}") MiB at the end of the flood; its RSS is master + worker + cache manager/loader, the worker alone ended at $(mib "${R[nginx.flood.worker_rss_kb]}") MiB."
+	fi
+	line="Flood ids sent / failed:"
+	for s in "${PROXIES[@]}"; do line+=" ${TITLE[$s]} ${R[$s.flood.requests]} / ${R[$s.flood.errors]},"; done
+	echo "${line%,}."
 	bad=$(for k in "${!R[@]}"; do
 		if [[ $k == *.err_* && ${R[$k]} != 0 ]]; then echo "${k%.err_*} ${k##*.}=${R[$k]}"; fi
 	done | sort | tr '\n' ';')
 	echo "Runs with failed requests (non-2xx, timeouts, socket errors): ${bad:-none}."
-	echo "nginx RSS is master + worker + cache manager/loader; the worker alone ended at $(mib "${R[nginx.flood.worker_rss_kb]}") MiB."
 	if [[ $PROFILE == 1 ]]; then echo "Gateway CPU and allocation profiles ($PROFILE_HOW): $RESULTS_DIR/profile-gateway-{hot,cold}.txt"; fi
 	echo "Raw results: $RESULTS_DIR/results.txt"
 } | tee "$RESULTS_DIR/table.md"

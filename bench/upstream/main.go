@@ -10,6 +10,10 @@
 // It counts the signup calls it answers. GET /calls reports the count, the
 // number of rejected (401) calls since start and the wall-clock time of the
 // latest answer; POST /calls/reset sets the count and the time to zero. POST /delay?d=100ms changes the delay.
+//
+// It is also a trivial OTLP/HTTP trace sink: POST /v1/traces is answered with an
+// empty 200 (an empty ExportTraceServiceResponse) and counted as traceExports
+// in GET /calls.
 package main
 
 import (
@@ -17,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -63,6 +68,7 @@ type upstream struct {
 	calls        atomic.Int64
 	unauthorized atomic.Int64
 	lastAnswer   atomic.Int64 // Unix nanoseconds
+	traceExports atomic.Int64
 }
 
 func (u *upstream) routes() http.Handler {
@@ -70,8 +76,14 @@ func (u *upstream) routes() http.Handler {
 	mux.HandleFunc("GET /integration/customer/{id}/signup", u.signup)
 	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"calls":%d,"unauthorized":%d,"lastAnswerUnixNano":%d}`+"\n",
-			u.calls.Load(), u.unauthorized.Load(), u.lastAnswer.Load())
+		fmt.Fprintf(w, `{"calls":%d,"unauthorized":%d,"lastAnswerUnixNano":%d,"traceExports":%d}`+"\n",
+			u.calls.Load(), u.unauthorized.Load(), u.lastAnswer.Load(), u.traceExports.Load())
+	})
+	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		u.traceExports.Add(1)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
 	})
 	mux.HandleFunc("POST /calls/reset", func(w http.ResponseWriter, r *http.Request) {
 		u.calls.Store(0)

@@ -67,12 +67,15 @@ func TestDefaultLimits(t *testing.T) {
 func TestSlowlorisIsDisconnected(t *testing.T) {
 	const headerTimeout = 300 * time.Millisecond
 	addr := startServer(t, okHandler, Limits{ReadHeaderTimeout: headerTimeout})
+	// The server's header timer may start as soon as it accepts, before
+	// Dial returns here: the stopwatch starts before Dial, so that it can
+	// only overstate the time to the disconnection, never understate it.
+	start := time.Now()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start := time.Now()
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: gw\r\n")
 
 	closed := make(chan time.Duration, 1)

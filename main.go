@@ -144,6 +144,7 @@ func start(ctx context.Context, o startOptions) error {
 		Credentials: func() (string, string) { return key.Get().Reveal(), account.Get().Reveal() },
 		Timeout:     cfg.UpstreamTimeout,
 		RateLimit:   cfg.UpstreamRateLimit,
+		MaxInFlight: cfg.UpstreamMaxInFlight,
 		Version:     version,
 		Metrics:     m,
 		Logger:      log,

@@ -42,7 +42,9 @@ type Options struct {
 	Callers func() *callers.Registry
 	// TrustedProxies are the networks whose X-Forwarded-For is believed.
 	TrustedProxies []*net.IPNet
-	// MaxInFlight caps concurrent API requests; by default 4096.
+	// MaxInFlight caps concurrent API requests; by default 4096. A
+	// request over it is still answered from the cache, and refused only
+	// if it needs the upstream.
 	MaxInFlight int
 
 	Metrics *metrics.Metrics

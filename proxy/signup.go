@@ -36,6 +36,13 @@ type requestState struct {
 // upstream.
 func (g *Gateway) serveSignup(c echo.Context) error {
 	st := requestState{start: time.Now(), caller: "-"}
+	if r := c.Request(); r.ContentLength > 0 || len(r.TransferEncoding) > 0 {
+		// A body where none belongs, or Content-Length beside
+		// Transfer-Encoding (Go keeps only the latter): where it ends is
+		// in doubt, so the connection is not read again (RFC 9112 §6.1).
+		c.Response().Header()["Connection"] = connectionClose
+		return g.finish(c, &st, errRequestBody)
+	}
 	n := g.inFlight.Add(1)
 	g.metrics.InFlight().Inc()
 	defer func() {
@@ -207,6 +214,7 @@ func (g *Gateway) freshEntry(ctx context.Context, id string) (*cache.Entry, bool
 // finish writes err's answer, if any, then records the request's metrics
 // and access log line.
 func (g *Gateway) finish(c echo.Context, st *requestState, err error) error {
+	err = cutByShutdown(c, err)
 	status := c.Response().Status
 	var ae *apiError
 	if err != nil {

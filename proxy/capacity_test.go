@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -65,8 +66,14 @@ func TestCallersThatHangUpDoNotPileUpUpstreamCalls(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range callers {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			// The caller hangs up 1 ms after its request is sent, so
+			// that every request reaches the gateway however busy the
+			// machine is.
+			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
+			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+				WroteRequest: func(httptrace.WroteRequestInfo) { time.AfterFunc(time.Millisecond, cancel) },
+			})
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/customers/c%d/signup", tg.URL, i), nil)
 			if resp, err := client.Do(req); err == nil {
 				resp.Body.Close()
@@ -83,11 +90,11 @@ func TestCallersThatHangUpDoNotPileUpUpstreamCalls(t *testing.T) {
 	if got := metricValue(t, tg.Registry, metrics.UpstreamInFlight); got > upstreamCap || got != float64(tg.upstream.InFlight()) {
 		t.Errorf("upstream in-flight gauge %v; want %d, at most %d", got, tg.upstream.InFlight(), upstreamCap)
 	}
+	up.open()
+	gatewaytest.WaitFor(t, 30*time.Second, "the upstream calls to end", func() bool { return tg.upstream.InFlight() == 0 })
 	if got := up.peak.Load(); got > upstreamCap || got < 1 {
 		t.Errorf("the upstream held %d requests at once; want 1 to %d", got, upstreamCap)
 	}
-	up.open()
-	gatewaytest.WaitFor(t, 30*time.Second, "the upstream calls to end", func() bool { return tg.upstream.InFlight() == 0 })
 	if got := metricValue(t, tg.Registry, metrics.UpstreamInFlight); got != 0 {
 		t.Errorf("upstream in-flight gauge %v after the calls ended; want 0", got)
 	}

@@ -125,6 +125,14 @@ func start(ctx context.Context, o startOptions) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", config.EnvAccountIDFile, err)
 	}
+	var adminToken func() string
+	var adminSource *config.SecretSource
+	if cfg.AdminTokenFile != "" {
+		if adminSource, err = config.NewSecretSource("", cfg.AdminTokenFile); err != nil {
+			return fmt.Errorf("%s: %w", config.EnvAdminTokenFile, err)
+		}
+		adminToken = func() string { return adminSource.Get().Reveal() }
+	}
 	var registry *config.Watched[*callers.Registry]
 	if cfg.CallersFile != "" {
 		if registry, err = config.NewWatched(cfg.CallersFile, callers.Parse); err != nil {
@@ -148,6 +156,7 @@ func start(ctx context.Context, o startOptions) error {
 		Credentials: func() (string, string) { return key.Get().Reveal(), account.Get().Reveal() },
 		Timeout:     cfg.UpstreamTimeout,
 		RateLimit:   cfg.UpstreamRateLimit,
+		MaxInFlight: cfg.UpstreamMaxInFlight,
 		Version:     version,
 		Metrics:     m,
 		Logger:      log,
@@ -187,9 +196,13 @@ func start(ctx context.Context, o startOptions) error {
 	keyReport := reloadReporter(log, m, "api_key", config.EnvAPIKeyFile)
 	accountReport := reloadReporter(log, m, "account_id", config.EnvAccountIDFile)
 	callersReport := reloadReporter(log, m, "callers", config.EnvCallersFile)
+	adminReport := reloadReporter(log, m, "admin_token", config.EnvAdminTokenFile)
 	go every(ctx, config.ReloadInterval, func() {
 		key.Poll(keyReport)
 		account.Poll(accountReport)
+		if adminSource != nil {
+			adminSource.Poll(adminReport)
+		}
 		if registry != nil {
 			registry.Poll(callersReport)
 		}
@@ -198,7 +211,7 @@ func start(ctx context.Context, o startOptions) error {
 	var ready atomic.Bool
 	err = serve.Run(ctx, serve.Options{
 		API:             gw.Handler(),
-		Admin:           proxy.Admin(proxy.AdminOptions{Gatherer: reg, Ready: ready.Load, Cache: opts.Cache, Logger: log}),
+		Admin:           proxy.Admin(proxy.AdminOptions{Gatherer: reg, Ready: ready.Load, Cache: opts.Cache, Token: adminToken, Logger: log}),
 		APIAddr:         cfg.ListenAddr,
 		AdminAddr:       cfg.AdminAddr,
 		DrainDelay:      cfg.DrainDelay,

@@ -32,6 +32,7 @@ const (
 	SecretReloadErrorsTotal = namespace + "_secret_reload_errors_total"
 	RedisErrorsTotal        = namespace + "_redis_errors_total"
 	UpstreamRetriesTotal    = namespace + "_upstream_retries_total"
+	UpstreamInFlight        = namespace + "_upstream_in_flight"
 	BuildInfo               = namespace + "_build_info"
 )
 
@@ -42,7 +43,7 @@ func Names() []string {
 		RequestsTotal, RequestDuration, UpstreamRequestsTotal, UpstreamRequestDuration,
 		CacheLookupsTotal, CacheEntries, RateLimitedTotal, InFlightRequests,
 		CircuitBreakerState, SecretReloadErrorsTotal, RedisErrorsTotal,
-		UpstreamRetriesTotal, BuildInfo,
+		UpstreamRetriesTotal, BuildInfo, UpstreamInFlight,
 	}
 }
 
@@ -84,6 +85,7 @@ type Metrics struct {
 	cacheLookups     *prometheus.CounterVec
 	rateLimited      *prometheus.CounterVec
 	inFlight         prometheus.Gauge
+	upstreamInFlight prometheus.Gauge
 	breakerState     prometheus.Gauge
 	secretReloadErrs *prometheus.CounterVec
 	redisErrors      prometheus.Counter
@@ -152,6 +154,10 @@ func New(reg prometheus.Registerer, version string, cacheEntries func() float64)
 			Namespace: namespace, Name: "upstream_retries_total",
 			Help: "Upstream requests that were retries of a failed attempt.",
 		}),
+		upstreamInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "upstream_in_flight",
+			Help: "Upstream calls in progress now, retries included, calls kept running for callers that went away too.",
+		}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -170,7 +176,7 @@ func New(reg prometheus.Registerer, version string, cacheEntries func() float64)
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.upstream, m.upstreamDuration,
 		m.cacheLookups, entries, m.rateLimited, m.inFlight, m.breakerState,
-		m.secretReloadErrs, m.redisErrors, m.retries, build,
+		m.secretReloadErrs, m.redisErrors, m.retries, build, m.upstreamInFlight,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -178,7 +184,7 @@ func New(reg prometheus.Registerer, version string, cacheEntries func() float64)
 	}
 	// The secrets' reload errors start at zero, so that increase() sees
 	// the first failure.
-	for _, secret := range []string{"api_key", "account_id", "callers"} {
+	for _, secret := range []string{"api_key", "account_id", "callers", "admin_token"} {
 		m.secretReloadErrs.WithLabelValues(secret)
 	}
 	m.hit = m.cacheLookups.WithLabelValues(CacheHit)
@@ -263,6 +269,9 @@ func (m *Metrics) CacheLookup(result string) {
 // RateLimited counts one request refused with 429 for caller.
 func (m *Metrics) RateLimited(caller string) { m.rateLimited.WithLabelValues(caller).Inc() }
 
+// UpstreamInFlight returns the gauge of upstream calls in progress.
+func (m *Metrics) UpstreamInFlight() prometheus.Gauge { return m.upstreamInFlight }
+
 // InFlight returns the gauge of requests being served.
 func (m *Metrics) InFlight() prometheus.Gauge { return m.inFlight }
 
@@ -270,7 +279,7 @@ func (m *Metrics) InFlight() prometheus.Gauge { return m.inFlight }
 func (m *Metrics) BreakerState(state int) { m.breakerState.Set(float64(state)) }
 
 // SecretReloadError counts a failed reload of the named secret file
-// (api_key, account_id or callers).
+// (api_key, account_id, callers or admin_token).
 func (m *Metrics) SecretReloadError(secret string) { m.secretReloadErrs.WithLabelValues(secret).Inc() }
 
 // RedisError counts a failed Redis operation.

@@ -93,7 +93,7 @@ func TestGolden(t *testing.T) {
 	reg, _ := exercise(t)
 	for file, names := range map[string][]string{
 		"contract.txt": contractNames,
-		"extras.txt":   {InFlightRequests, CircuitBreakerState, SecretReloadErrorsTotal, RedisErrorsTotal, UpstreamRetriesTotal},
+		"extras.txt":   {InFlightRequests, CircuitBreakerState, SecretReloadErrorsTotal, RedisErrorsTotal, UpstreamRetriesTotal, UpstreamInFlight},
 	} {
 		t.Run(file, func(t *testing.T) {
 			path := filepath.Join("testdata", file)

@@ -528,11 +528,11 @@ func TestCacheBoundThroughGateway(t *testing.T) {
 func TestCacheEvictionOverAdmin(t *testing.T) {
 	tg := newTestGateway(t, nil)
 	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: tg.Registry, Ready: func() bool { return true },
-		Cache: tg.Gateway.cache, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+		Cache: tg.Gateway.cache, Token: adminToken, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(admin.Close)
 	evict := func(id string) (*http.Response, string) {
 		t.Helper()
-		return httpDo(t, http.MethodDelete, admin.URL+"/cache/customers/"+id)
+		return httpDo(t, http.MethodDelete, admin.URL+"/cache/customers/"+id, "Authorization", "Bearer "+testAdminToken)
 	}
 
 	resp, body := tg.get(t, "/customers/abc/signup")

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
+	"github.com/bluetape/bluetape-gateway/proxy/serve"
 )
 
 // apiError is an answer the gateway gives instead of a signup URL. reason
@@ -44,7 +45,23 @@ var (
 		reason: "A valid bearer token is required."}
 	errAtCapacity = &apiError{status: http.StatusServiceUnavailable,
 		reason: "The gateway is at capacity; retry shortly.", retryAfter: time.Second}
+	errShutdown = &apiError{status: http.StatusServiceUnavailable,
+		reason: "The gateway is shutting down; retry.", retryAfter: time.Second, cause: serve.ErrShutdownTimeout}
+	errMethodNotAllowed = &apiError{status: http.StatusMethodNotAllowed, reason: routeReason(http.StatusMethodNotAllowed)}
+	errRequestBody      = &apiError{status: http.StatusBadRequest,
+		reason: "A GET request carries no body (no Content-Length above 0, no Transfer-Encoding)."}
 )
+
+// cutByShutdown returns errShutdown for a request cancelled because the
+// shutdown timeout ran out, which the caller did not choose, and err
+// otherwise.
+func cutByShutdown(c echo.Context, err error) error {
+	if err != nil && errors.Is(err, context.Canceled) &&
+		errors.Is(context.Cause(c.Request().Context()), serve.ErrShutdownTimeout) {
+		return errShutdown
+	}
+	return err
+}
 
 // errorStatus maps any error from the request pipeline to the answer it
 // gets. It is the one place that decides this.
@@ -95,6 +112,9 @@ func writeError(c echo.Context, ae *apiError) {
 	if status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="bluetape-gateway"`)
 	}
+	if status == http.StatusMethodNotAllowed {
+		h["Allow"] = allowGET
+	}
 	_ = writeJSON(c, status, errorBody(status, ae.reason))
 }
 
@@ -117,15 +137,23 @@ func errorBody(status int, reason string) []byte {
 	return append(b, '}')
 }
 
-// jsonContentType is shared by every answer's header map; net/http only
-// reads it, and a slice of capacity one cannot be appended to in place.
-var jsonContentType = []string{"application/json"}
+// jsonContentType, nosniff, allowGET and connectionClose are shared by
+// every answer's header map; net/http only reads them, and a slice of
+// capacity one cannot be appended to in place.
+var (
+	jsonContentType = []string{"application/json"}
+	nosniff         = []string{"nosniff"}
+	allowGET        = []string{http.MethodGet}
+	connectionClose = []string{"close"}
+)
 
-// writeJSON writes an encoded JSON body. It sets the header map's entry
-// directly, which saves the allocation of Header.Set on the hot path.
+// writeJSON writes an encoded JSON body, with X-Content-Type-Options:
+// nosniff as every API answer. It sets the header map's entries directly,
+// which saves the allocation of Header.Set on the hot path.
 func writeJSON(c echo.Context, status int, body []byte) error {
 	r := c.Response()
 	r.Header()["Content-Type"] = jsonContentType
+	r.Header()["X-Content-Type-Options"] = nosniff
 	r.WriteHeader(status)
 	_, err := r.Write(body)
 	return err

@@ -42,7 +42,9 @@ type Options struct {
 	Callers func() *callers.Registry
 	// TrustedProxies are the networks whose X-Forwarded-For is believed.
 	TrustedProxies []*net.IPNet
-	// MaxInFlight caps concurrent API requests; by default 4096.
+	// MaxInFlight caps concurrent API requests; by default 4096. A
+	// request over it is still answered from the cache, and refused only
+	// if it needs the upstream.
 	MaxInFlight int
 
 	Metrics *metrics.Metrics
@@ -116,6 +118,10 @@ func (g *Gateway) newEcho(trusted []*net.IPNet) *echo.Echo {
 		st := requestState{start: time.Now(), caller: "-"}
 		_ = g.finish(c, &st, err)
 	}
+	// Every other method on the route is refused and observed the same
+	// way, OPTIONS included, which Echo would otherwise answer 204
+	// itself, unobserved.
+	e.Add(http.MethodOptions, signupRoute, func(echo.Context) error { return echo.ErrMethodNotAllowed })
 	// Echo applies middleware, e.Use's and a route's alike, anew for
 	// every request, at one allocation per layer. The chain is built once
 	// here instead and registered as the route's handler.

@@ -368,7 +368,9 @@ func obsCheckLabels(t *testing.T, reg prometheus.Gatherer, callerNames ...string
 			return slices.Contains([]string{metrics.CacheHit, metrics.CacheMiss, metrics.CacheStale, metrics.CacheNegativeHit}, v)
 		},
 		"caller": func(v string) bool { return v == callers.Anonymous || slices.Contains(callerNames, v) },
-		"secret": func(v string) bool { return slices.Contains([]string{"api_key", "account_id", "callers"}, v) },
+		"secret": func(v string) bool {
+			return slices.Contains([]string{"api_key", "account_id", "callers", "admin_token"}, v)
+		},
 	}
 	families, err := reg.Gather()
 	if err != nil {

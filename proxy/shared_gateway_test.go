@@ -314,9 +314,10 @@ func TestSharedEvictionReachesOtherGateway(t *testing.T) {
 	sharedWantCache(t, resp, body, "HIT")
 
 	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: a.Registry, Ready: func() bool { return true },
-		Cache: a.store.Cache(), Logger: slog.New(slog.NewJSONHandler(a.Logs, nil))}))
+		Cache: a.store.Cache(), Token: adminToken, Logger: slog.New(slog.NewJSONHandler(a.Logs, nil))}))
 	t.Cleanup(admin.Close)
 	req, _ := http.NewRequest(http.MethodDelete, admin.URL+"/cache/customers/c1", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
 	dresp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -25,25 +25,32 @@ type requestState struct {
 	cache    string // cache lookup result, "" if none
 	upstream string // upstream outcome, "" if not called
 	shared   bool   // answered by another request's upstream call
+	// overCap: the request came over GATEWAY_MAX_IN_FLIGHT, so only the
+	// cache may answer it.
+	overCap bool
 }
 
-// serveSignup runs the signup pipeline: concurrency cap, authentication,
-// rate limit, then the answer from cache or upstream.
+// serveSignup runs the signup pipeline: authentication, rate limit, then
+// the answer from cache or upstream. A request over the concurrency cap
+// is still answered from the cache; it is refused only if it needs the
+// upstream.
 func (g *Gateway) serveSignup(c echo.Context) error {
 	st := requestState{start: time.Now(), caller: "-"}
+	if r := c.Request(); r.ContentLength > 0 || len(r.TransferEncoding) > 0 {
+		// A body where none belongs, or Content-Length beside
+		// Transfer-Encoding (Go keeps only the latter): where it ends is
+		// in doubt, so the connection is not read again (RFC 9112 §6.1).
+		c.Response().Header()["Connection"] = connectionClose
+		return g.finish(c, &st, errRequestBody)
+	}
 	n := g.inFlight.Add(1)
 	g.metrics.InFlight().Inc()
 	defer func() {
 		g.inFlight.Add(-1)
 		g.metrics.InFlight().Dec()
 	}()
-	var err error
-	if n > g.maxFlight {
-		err = errAtCapacity
-	} else {
-		err = g.signup(c, &st)
-	}
-	return g.finish(c, &st, err)
+	st.overCap = n > g.maxFlight
+	return g.finish(c, &st, g.signup(c, &st))
 }
 
 func (g *Gateway) signup(c echo.Context, st *requestState) error {
@@ -70,11 +77,18 @@ func (g *Gateway) signup(c echo.Context, st *requestState) error {
 		return writeSignup(c, entry.Body, xCacheHit)
 	}
 
-	body, err := g.load(ctx, id, c.Response().Header().Get(headerRequestID), st)
 	st.cache = metrics.CacheMiss
+	var body []byte
+	if st.overCap {
+		err = errAtCapacity
+	} else {
+		body, err = g.load(ctx, id, c.Response().Header().Get(headerRequestID), st)
+	}
 	if err != nil {
+		// The upstream failed, or cannot be asked now: a stale entry
+		// is better than an error.
 		var ue *bluetape.Error
-		if state == cache.Stale && errors.As(err, &ue) && ue.Failed() {
+		if state == cache.Stale && (err == errAtCapacity || errors.As(err, &ue) && ue.Failed()) {
 			st.cache = metrics.CacheStale
 			return writeSignup(c, entry.Body, xCacheStale)
 		}
@@ -200,6 +214,7 @@ func (g *Gateway) freshEntry(ctx context.Context, id string) (*cache.Entry, bool
 // finish writes err's answer, if any, then records the request's metrics
 // and access log line.
 func (g *Gateway) finish(c echo.Context, st *requestState, err error) error {
+	err = cutByShutdown(c, err)
 	status := c.Response().Status
 	var ae *apiError
 	if err != nil {

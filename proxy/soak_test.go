@@ -175,7 +175,7 @@ func TestSoak(t *testing.T) {
 	})
 	tg.Upstream.setHandler(up.ServeHTTP)
 	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: tg.Registry, Ready: func() bool { return true },
-		Cache: LocalCache(tg.Cache), Logger: tg.log}))
+		Cache: LocalCache(tg.Cache), Token: adminToken, Logger: tg.log}))
 	t.Cleanup(admin.Close)
 
 	ids := make([]string, 0, 320)
@@ -258,6 +258,7 @@ func TestSoak(t *testing.T) {
 			tg.Cache.Purge()
 			for _, id := range ids[:20] {
 				req, _ := http.NewRequest(http.MethodDelete, admin.URL+"/cache/customers/"+id, nil)
+				req.Header.Set("Authorization", "Bearer "+testAdminToken)
 				if resp, err := http.DefaultClient.Do(req); err != nil {
 					t.Errorf("admin DELETE: %v", err)
 				} else {

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
@@ -59,6 +60,10 @@ type Options struct {
 	// Breaker tunes the circuit breaker; the zero value is the
 	// production tuning.
 	Breaker BreakerSettings
+	// MaxInFlight caps the Fetch calls in progress at once, and the
+	// transport's connections to BlueTape with them; by default 128. A
+	// Fetch over it is refused at once with a 503.
+	MaxInFlight int
 
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
@@ -76,6 +81,9 @@ type Client struct {
 	quotaPolicy ratelimit.Policy
 	breaker     *breaker
 	retries     *retryBudget
+	redactor    *Redactor
+	maxFlight   int64
+	inFlight    atomic.Int64
 	userAgent   string
 	metrics     *metrics.Metrics
 	now         func() time.Time
@@ -99,18 +107,27 @@ func New(o Options) (*Client, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 128
+	}
+	credentials := o.Credentials
 	return &Client{
 		base:        o.BaseURL,
 		credentials: o.Credentials,
 		timeout:     o.Timeout,
-		transport:   newTransport(o.Timeout),
+		transport:   newTransport(o.Timeout, o.MaxInFlight),
 		quota:       o.Quota,
 		quotaPolicy: quotaPolicy(o.RateLimit),
 		breaker:     newBreaker(o.Breaker, o.Metrics, o.Logger, o.Now),
 		retries:     newRetryBudget(),
-		userAgent:   "bluetape-gateway/" + o.Version,
-		metrics:     o.Metrics,
-		now:         o.Now,
+		redactor: NewRedactor(func() []string {
+			key, account := credentials()
+			return []string{key, account}
+		}),
+		maxFlight: int64(o.MaxInFlight),
+		userAgent: "bluetape-gateway/" + o.Version,
+		metrics:   o.Metrics,
+		now:       o.Now,
 	}, nil
 }
 
@@ -120,14 +137,22 @@ func (c *Client) Budget() time.Duration { return 2 * c.timeout }
 // CloseIdleConnections closes the upstream connections kept alive.
 func (c *Client) CloseIdleConnections() { c.transport.CloseIdleConnections() }
 
+// Redactor returns the redactor of the client's credentials, as they are
+// in force at each use.
+func (c *Client) Redactor() *Redactor { return c.redactor }
+
+// InFlight returns the number of Fetch calls in progress.
+func (c *Client) InFlight() int64 { return c.inFlight.Load() }
+
 // newTransport builds the one transport used for every upstream request:
-// pooled keep-alive connections sized for concurrency, and no proxy from
-// the environment. The client calls its RoundTrip directly, without an
+// pooled keep-alive connections sized for concurrency, at most maxConns
+// to BlueTape (one per Fetch in progress), and no proxy from the
+// environment. The client calls its RoundTrip directly, without an
 // http.Client: a client would copy the headers of every request to follow
 // redirects, and a redirect is never followed here. It is answered as an
 // upstream failure, since following it would send the credentials to
 // wherever it points.
-func newTransport(timeout time.Duration) *http.Transport {
+func newTransport(timeout time.Duration, maxConns int) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
@@ -136,7 +161,8 @@ func newTransport(timeout time.Duration) *http.Transport {
 		}).DialContext,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    512,
+		MaxIdleConnsPerHost:    min(512, maxConns),
+		MaxConnsPerHost:        maxConns,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    min(timeout, 5*time.Second),
 		ResponseHeaderTimeout:  timeout,
@@ -182,16 +208,19 @@ func (c *Client) exchange(ctx context.Context, id, requestID string) ([]byte, st
 		req.Header["X-Request-Id"] = []string{requestID}
 	}
 
+	// Go's transport quotes malformed upstream bytes in its errors, and
+	// those may hold the credentials: they are redacted here, once, before
+	// anything can log them.
 	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
-		e := transportError(ctx, err)
+		e := transportError(ctx, c.redactor.RedactError(err))
 		return nil, e.Outcome, e
 	}
 	defer resp.Body.Close()
 	outcome := strconv.Itoa(resp.StatusCode)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		e := transportError(ctx, err)
+		e := transportError(ctx, c.redactor.RedactError(err))
 		e.Outcome = outcome
 		return nil, outcome, e
 	}
@@ -200,7 +229,7 @@ func (c *Client) exchange(ctx context.Context, id, requestID string) ([]byte, st
 		e.failure = true
 		return nil, outcome, e
 	}
-	b, err := c.read(resp, body)
+	b, err := c.read(resp, body, key, account)
 	return b, outcome, err
 }
 

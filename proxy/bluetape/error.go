@@ -63,6 +63,7 @@ const (
 	reasonBusy            = "The upstream is refusing requests; retry later."
 	reasonBreakerOpen     = "The upstream is failing; the gateway is holding requests back. Retry later."
 	reasonQuota           = "The gateway's upstream quota is exhausted; retry later."
+	reasonAtCapacity      = "The gateway has as many upstream calls in progress as it allows; retry shortly."
 	reasonClientCancelled = "The request was cancelled."
 )
 
@@ -89,6 +90,13 @@ var errBreakerOpen = errors.New("circuit breaker open")
 func breakerError(retryAfter time.Duration) *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Reason: reasonBreakerOpen,
 		RetryAfter: max(retryAfter, time.Second), Err: errBreakerOpen}
+}
+
+// atCapacityError refuses a Fetch over Options.MaxInFlight. It does not
+// count against the breaker: the upstream did not fail.
+func atCapacityError() *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Reason: reasonAtCapacity,
+		RetryAfter: time.Second, Err: errors.New("upstream calls at capacity")}
 }
 
 func quotaError(d time.Duration) *Error {

@@ -107,7 +107,7 @@ func FuzzEncodeSignup(f *testing.F) {
 		f.Add([]byte(body))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		out, err := encodeSignup(body)
+		out, err := encodeSignup(body, testKey, testAccount)
 		if err != nil {
 			if out != nil {
 				t.Fatalf("error %v with output %q", err, out)
@@ -135,6 +135,9 @@ func FuzzEncodeSignup(f *testing.F) {
 		if err := json.Unmarshal(body, &in); err != nil || in.SignUpURL != got {
 			t.Fatalf("signUpUrl %q; the upstream sent %q", got, in.SignUpURL)
 		}
+		if low := strings.ToLower(string(out)); strings.Contains(low, strings.ToLower(testKey)) || strings.Contains(low, strings.ToLower(testAccount)) {
+			t.Fatalf("output %q holds a credential", out)
+		}
 		// Nothing in it can end a <script> block where a caller embeds it.
 		if bytes.ContainsAny(out, "<>&") {
 			t.Fatalf("output %q carries unescaped HTML characters", out)
@@ -154,6 +157,8 @@ func FuzzRead(f *testing.F) {
 		{200, `{"signUpUrl": "https://www.bluetape.com/signup?id=1"}`},
 		{400, `{"code": "400", "reason": "Invalid request."}`},
 		{400, "{\"reason\": \"line\\nbreak \\u0000 and \\u202e\"}"},
+		{400, `{"reason": "bad key ` + testKey + ` for account ` + testAccount + `"}`},
+		{200, `{"signUpUrl": "https://www.bluetape.com/signup?k=` + testKey + `"}`},
 		{404, `{"code": "404", "reason": "Customer not found."}`},
 		{401, ``}, {429, ``}, {500, `x`}, {302, ``}, {418, `{}`}, {599, ``}, {100, ``},
 	} {
@@ -167,8 +172,8 @@ func FuzzRead(f *testing.F) {
 		}
 		resp := &http.Response{StatusCode: status, Header: http.Header{}}
 		resp.Header.Set("Retry-After", retryAfter)
-		c := &Client{now: time.Now}
-		out, err := c.read(resp, body)
+		c := &Client{now: time.Now, redactor: NewRedactor(fixed(testKey, testAccount))}
+		out, err := c.read(resp, body, testKey, testAccount)
 		if err == nil {
 			if status != 200 || !json.Valid(out) {
 				t.Fatalf("200 with body %q from upstream %d", out, status)
@@ -194,6 +199,9 @@ func FuzzRead(f *testing.F) {
 		r := e.Reason
 		if r == "" || len(r) > 200 || !utf8.ValidString(r) || strings.IndexFunc(r, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0 {
 			t.Fatalf("reason %q; want 1 to 200 bytes of printable text", r)
+		}
+		if strings.Contains(r, testKey) || strings.Contains(r, testAccount) {
+			t.Fatalf("reason %q holds a credential", r)
 		}
 	})
 }

@@ -38,9 +38,21 @@ const (
 // the last attempt's failure. requestID, if not empty, is sent as
 // X-Request-Id.
 //
+// At most Options.MaxInFlight calls are in progress at once; one over
+// that is refused at once with a 503 and sends nothing.
+//
 // It returns the encoded 200 body, or an *Error (a caller that went away
 // before the quota let it through gets ctx's error).
 func (c *Client) Fetch(ctx context.Context, id, requestID string) ([]byte, error) {
+	if c.inFlight.Add(1) > c.maxFlight {
+		c.inFlight.Add(-1)
+		return nil, atCapacityError()
+	}
+	c.metrics.UpstreamInFlight().Inc()
+	defer func() {
+		c.inFlight.Add(-1)
+		c.metrics.UpstreamInFlight().Dec()
+	}()
 	var last error
 	for attempt := 1; ; attempt++ {
 		if err := c.waitQuota(ctx); err != nil {

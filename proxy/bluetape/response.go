@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -13,12 +12,14 @@ import (
 )
 
 // read maps an upstream status and body to the encoded 200 body or an
-// *Error, following the contract's table.
-func (c *Client) read(resp *http.Response, body []byte) ([]byte, error) {
+// *Error, following the contract's table. key and account are the
+// credentials the request was sent with: a signup URL holding one is
+// refused, and an error reason passed on has the current ones redacted.
+func (c *Client) read(resp *http.Response, body []byte, key, account string) ([]byte, error) {
 	outcome := strconv.Itoa(resp.StatusCode)
 	switch code := resp.StatusCode; {
 	case code == http.StatusOK:
-		b, err := encodeSignup(body)
+		b, err := encodeSignup(body, key, account)
 		if err != nil {
 			e := failed(outcome, err)
 			e.failure = true
@@ -28,7 +29,7 @@ func (c *Client) read(resp *http.Response, body []byte) ([]byte, error) {
 	case code == http.StatusNotFound:
 		return nil, NotFound(outcome)
 	case code == http.StatusBadRequest:
-		return nil, &Error{Status: http.StatusBadRequest, Reason: upstreamReason(body), Outcome: outcome}
+		return nil, &Error{Status: http.StatusBadRequest, Reason: upstreamReason(body, c.redactor), Outcome: outcome}
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return nil, &Error{Status: http.StatusBadGateway, Reason: reasonCredentials, Outcome: outcome,
 			Err: errors.New("upstream rejected the credentials")}
@@ -63,31 +64,25 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return min(max(d, time.Second), 5*time.Minute)
 }
 
-// encodeSignup checks an upstream 200 body and re-encodes it as the
-// gateway's answer: exactly {"signUpUrl": "<absolute http(s) URL>"},
-// escaped as encoding/json does (< > & included).
-func encodeSignup(body []byte) ([]byte, error) {
-	var v struct {
-		SignUpURL *string `json:"signUpUrl"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil {
-		return nil, fmt.Errorf("parsing upstream answer: %w", err)
-	}
-	if v.SignUpURL == nil || *v.SignUpURL == "" {
-		return nil, errors.New("upstream answer has no signUpUrl")
-	}
-	u, err := url.Parse(*v.SignUpURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, errors.New("upstream signUpUrl is not an absolute http(s) URL")
+// encodeSignup checks an upstream 200 body with DecodeSignup and encodes
+// the gateway's own answer from it: exactly {"signUpUrl": "<URL>"},
+// escaped as encoding/json does (< > & included). Its errors quote
+// nothing of body.
+func encodeSignup(body []byte, secrets ...string) ([]byte, error) {
+	u, err := DecodeSignup(body, secrets...)
+	if err != nil {
+		return nil, err
 	}
 	return json.Marshal(struct {
 		SignUpURL string `json:"signUpUrl"`
-	}{*v.SignUpURL})
+	}{u})
 }
 
 // upstreamReason extracts the reason of an upstream error body, made safe
-// to pass on: one line of printable text, at most 200 characters.
-func upstreamReason(body []byte) string {
+// to pass on: the credentials redacted, then one line of printable text,
+// at most 200 characters. Redacting before cutting leaves no part of a
+// credential at the cut.
+func upstreamReason(body []byte, red *Redactor) string {
 	var v struct {
 		Reason string `json:"reason"`
 	}
@@ -99,7 +94,7 @@ func upstreamReason(body []byte) string {
 			return r
 		}
 		return ' '
-	}, strings.TrimSpace(v.Reason))
+	}, strings.TrimSpace(red.Redact(v.Reason)))
 	if r == "" {
 		return ReasonInvalid
 	}

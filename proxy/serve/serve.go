@@ -119,8 +119,21 @@ func (e *ListenError) Error() string {
 
 func (e *ListenError) Unwrap() error { return e.Err }
 
+// ErrShutdownTimeout is the cause (context.Cause) of the context of every
+// request still in flight when the shutdown timeout runs out: the gateway,
+// not the caller, cut it off.
+var ErrShutdownTimeout = errors.New("the shutdown timeout cut the request off")
+
+// cutGrace is how long requests cut off by the shutdown timeout get to
+// answer and log before their connections are closed.
+const cutGrace = time.Second
+
 // Run listens on both addresses and serves until ctx is done, then shuts
 // down as the package comment says. It returns nil after a clean shutdown.
+//
+// When the shutdown timeout runs out, the contexts of the requests still
+// in flight are cancelled with ErrShutdownTimeout as their cause, and they
+// get cutGrace to answer before their connections are closed.
 func Run(ctx context.Context, o Options) error {
 	apiLn, err := net.Listen("tcp", o.APIAddr)
 	if err != nil {
@@ -131,7 +144,16 @@ func Run(ctx context.Context, o Options) error {
 		apiLn.Close()
 		return &ListenError{Admin: true, Addr: o.AdminAddr, Err: err}
 	}
-	api, admin := newServer(o.API, o.Logger, o.Limits), newServer(o.Admin, o.Logger, o.Limits)
+	var active atomic.Int64 // API requests being served
+	apiHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		active.Add(1)
+		defer active.Add(-1)
+		o.API.ServeHTTP(w, r)
+	})
+	api, admin := newServer(apiHandler, o.Logger, o.Limits), newServer(o.Admin, o.Logger, o.Limits)
+	base, cut := context.WithCancelCause(context.Background())
+	defer cut(nil)
+	api.BaseContext = func(net.Listener) context.Context { return base }
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range []struct {
@@ -166,9 +188,19 @@ func Run(ctx context.Context, o Options) error {
 			// in flight is cut, and the stop is still a clean one.
 			o.Logger.Warn("shutting down: timeout reached; closing the connections left",
 				"timeout", o.ShutdownTimeout.String())
+			cut(ErrShutdownTimeout)
+			waitIdle(&active, cutGrace)
 			return errors.Join(api.Close(), admin.Close())
 		}
 		return err
 	})
 	return g.Wait()
+}
+
+// waitIdle waits, at most limit, until no request is being served.
+func waitIdle(active *atomic.Int64, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for active.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -276,7 +276,12 @@ start_gateway() {
 	wait_http "http://127.0.0.1:$admin/readyz"
 }
 
-start_gateway gateway
+# The profiles below come from the admin listener's /debug/pprof/, which is
+# served only with an admin token.
+ADMIN_TOKEN_FILE=$WORK/admin-token
+printf 'bench-admin-token-not-a-secret\n' >"$ADMIN_TOKEN_FILE"
+ADMIN_AUTH="Authorization: Bearer bench-admin-token-not-a-secret"
+start_gateway gateway GATEWAY_ADMIN_TOKEN_FILE="$ADMIN_TOKEN_FILE"
 GW_PID=${CPU_PIDS[gateway]} GW_PORT=${PORT[gateway]} GW_ADMIN_PORT=${ADMIN_PORT[gateway]}
 
 # Gateway variants: measured on the hot path only, each against the open
@@ -555,11 +560,11 @@ gateway_profile() {
 	local kind=$1 script=$2 secs=${DURATION%s} prof_pid alloc_pid out
 	shift 2
 	out=$RESULTS_DIR/profile-gateway-$kind.txt
-	if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_ADMIN_PORT/debug/pprof/") == 200 ]]; then
-		curl -s -o "$RESULTS_DIR/gateway-$kind-cpu.pprof" \
+	if [[ $(curl -s -o /dev/null -w '%{http_code}' -H "$ADMIN_AUTH" "http://127.0.0.1:$GW_ADMIN_PORT/debug/pprof/") == 200 ]]; then
+		curl -s -H "$ADMIN_AUTH" -o "$RESULTS_DIR/gateway-$kind-cpu.pprof" \
 			"http://127.0.0.1:$GW_ADMIN_PORT/debug/pprof/profile?seconds=$secs" &
 		prof_pid=$!
-		curl -s -o "$RESULTS_DIR/gateway-$kind-allocs.pprof" \
+		curl -s -H "$ADMIN_AUTH" -o "$RESULTS_DIR/gateway-$kind-allocs.pprof" \
 			"http://127.0.0.1:$GW_ADMIN_PORT/debug/pprof/allocs?seconds=$secs" &
 		alloc_pid=$!
 		run_wrk "gateway-${kind}prof" "$CONNECTIONS" "$((secs + 1))s" "$script" "http://127.0.0.1:$GW_PORT" "$@"

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -358,4 +359,25 @@ func fetchAsyncWith(url string, header ...string) <-chan result {
 		ch <- result{status: resp.StatusCode, xcache: resp.Header.Get("X-Cache")}
 	}()
 	return ch
+}
+
+// TestTraceExemplars: a sampled request's exemplars on both duration
+// histograms are its trace id, not its request id.
+func TestTraceExemplars(t *testing.T) {
+	tr, _ := newTracer(t, map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_always_off"})
+	tg := tracedGateway(t, tr)
+	tg.get(t, "/customers/exemplar/signup", "Authorization", "Bearer "+bearerToken, "X-Request-Id", "exemplar-sampled",
+		"Traceparent", "00-"+callerTraceID+"-"+callerSpanID+"-01")
+	_, body := obsScrape(t, tg.Registry, openMetrics)
+	for _, re := range []string{
+		`(?m)^bluetape_gateway_request_duration_seconds_bucket\{code="200",le="[^"]+"\} [0-9]+ # \{trace_id="` + callerTraceID + `"\} [0-9.e+-]+ [0-9.e+-]+$`,
+		`(?m)^bluetape_gateway_upstream_request_duration_seconds_bucket\{outcome="200",le="[^"]+"\} [0-9]+ # \{trace_id="` + callerTraceID + `"\} [0-9.e+-]+ [0-9.e+-]+$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("no exemplar matching %s in:\n%s", re, body)
+		}
+	}
+	if strings.Contains(body, "exemplar-sampled") {
+		t.Errorf("a sampled request's request id is an exemplar:\n%s", body)
+	}
 }

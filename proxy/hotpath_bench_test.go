@@ -40,7 +40,7 @@ func BenchmarkHotPathTraced(b *testing.B) {
 		b.Setenv(k, "")
 	}
 	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+gatewaytest.FreeAddr(b))
-	tr, shutdown, err := tracing.Setup(b.Context(), tracing.Options{Version: "bench"})
+	tr, shutdown, err := tracing.Setup(b.Context(), tracing.Options{Version: "bench", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +63,11 @@ func benchmarkHotPath(b *testing.B, tr *tracing.Tracer, traceparent string) {
 		o.Logger = slog.New(logs)
 		o.Tracer = tr
 	})
-	if resp, _ := tg.get(b, "/customers/hot/signup"); resp.StatusCode != 200 {
+	var header []string
+	if traceparent != "" {
+		header = []string{"Traceparent", traceparent}
+	}
+	if resp, _ := tg.get(b, "/customers/hot/signup", header...); resp.StatusCode != 200 {
 		b.Fatalf("warming: status %d", resp.StatusCode)
 	}
 	h := tg.Handler()

@@ -2,7 +2,6 @@ package tracing
 
 import (
 	"context"
-	"encoding/hex"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -207,10 +206,29 @@ func lowerHex(s string) bool {
 	return true
 }
 
+// decodeHex decodes s, lower-case hex of exactly 2·len(dst) characters,
+// into dst in one pass; it reports false for any other character.
 func decodeHex(dst []byte, s string) bool {
-	if !lowerHex(s) {
+	if len(s) != 2*len(dst) {
 		return false
 	}
-	_, err := hex.Decode(dst, []byte(s))
-	return err == nil
+	for i := range dst {
+		hi, lo := unhex(s[2*i]), unhex(s[2*i+1])
+		if hi|lo > 0xf {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+// unhex is the value of a lower-case hex digit, or 0xff.
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 0xff
 }

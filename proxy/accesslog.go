@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/hex"
 	"log/slog"
 	"strconv"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bluetape/bluetape-gateway/proxy/logging"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
 
 // accessLog writes one JSON line per API request: at info level, or warn
@@ -73,9 +73,9 @@ func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.D
 		b = append(b, `","msg":"request","request_id":`...)
 		b = appendLogString(b, rid)
 		b = append(b, `,"trace_id":"`...)
-		b = hex.AppendEncode(b, tid[:])
+		b = tracing.AppendTraceID(b, tid)
 		b = append(b, `","span_id":"`...)
-		b = hex.AppendEncode(b, sid[:])
+		b = tracing.AppendSpanID(b, sid)
 		b = append(b, `","caller":`...)
 		b = appendLogString(b, st.caller)
 		b = append(b, `,"method":`...)

@@ -30,6 +30,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/redisstore"
 	"github.com/bluetape/bluetape-gateway/proxy/sandbox"
 	"github.com/bluetape/bluetape-gateway/proxy/serve"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -117,6 +118,23 @@ func start(ctx context.Context, o startOptions) error {
 		log.Warn("SANDBOX MODE: answering from a built-in fake BlueTape on loopback; for local development only", append([]any{"upstream", cfg.BaseURL.String()}, where...)...)
 	}
 
+	// OTEL_* come from the process environment only.
+	tracer, stopTracing, err := tracing.Setup(ctx, tracing.Options{Version: version, Logger: log})
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	// On an early return; after serving, the spans are flushed below.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		_ = stopTracing(ctx)
+	}()
+	if tracer.Exporting() {
+		log.Info("tracing: exporting spans with OTLP", "protocol", tracer.Protocol())
+	} else {
+		log.Info("tracing: trace context propagated, spans not exported (no OTLP endpoint, or export turned off)")
+	}
+
 	key, err := config.NewSecretSource(cfg.APIKey, cfg.APIKeyFile)
 	if err != nil {
 		return fmt.Errorf("%s: %w", config.EnvAPIKeyFile, err)
@@ -160,6 +178,7 @@ func start(ctx context.Context, o startOptions) error {
 		Version:     version,
 		Metrics:     m,
 		Logger:      log,
+		Tracer:      tracer,
 	}
 	opts := proxy.Options{
 		Cache:          proxy.LocalCache(c),
@@ -169,6 +188,7 @@ func start(ctx context.Context, o startOptions) error {
 		MaxInFlight:    cfg.MaxInFlight,
 		Metrics:        m,
 		Logger:         log,
+		Tracer:         tracer,
 	}
 	if registry != nil {
 		opts.Callers = registry.Get
@@ -219,6 +239,12 @@ func start(ctx context.Context, o startOptions) error {
 		Logger:          log,
 		Ready:           &ready,
 	})
+	// The servers have stopped: flush the spans not yet sent.
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	if ferr := stopTracing(flushCtx); ferr != nil {
+		log.Warn("tracing: flushing spans at shutdown failed", "error", ferr)
+	}
+	cancelFlush()
 	var le *serve.ListenError
 	if errors.As(err, &le) {
 		setting := config.EnvListenAddr

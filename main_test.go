@@ -104,6 +104,7 @@ func TestBadConfigurationExits(t *testing.T) {
 		"bad URL":        {[]string{"BLUETAPE_API_KEY=" + e2eKey, "BLUETAPE_ACCOUNT_ID=a", "BLUETAPE_BASE_URL=api.bluetape.com"}, "BLUETAPE_BASE_URL: scheme must be http or https"},
 		"missing secret": {[]string{"BLUETAPE_API_KEY_FILE=/nonexistent/key", "BLUETAPE_ACCOUNT_ID=a"}, "BLUETAPE_API_KEY_FILE: reading secret file"},
 		"bad callers":    {[]string{"BLUETAPE_API_KEY=" + e2eKey, "BLUETAPE_ACCOUNT_ID=a", "GATEWAY_CALLERS_FILE=main.go"}, "GATEWAY_CALLERS_FILE: parsing callers file"},
+		"bad sampler":    {[]string{"BLUETAPE_API_KEY=" + e2eKey, "BLUETAPE_ACCOUNT_ID=a", "OTEL_TRACES_SAMPLER=sometimes"}, "tracing: OTEL_TRACES_SAMPLER: unsupported sampler"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -228,7 +228,16 @@ func (m *Metrics) Request(code int, d time.Duration) {
 func (m *Metrics) RequestWithExemplar(code int, d time.Duration, requestID string) {
 	s := m.series(code)
 	s.count.Inc()
-	observe(s.duration, d, requestID)
+	observe(s.duration, d, "request_id", requestID)
+}
+
+// RequestWithTrace records one answered API request that was sampled for
+// tracing and attaches its trace id (trace_id) as an exemplar, linking the
+// duration bucket to the trace.
+func (m *Metrics) RequestWithTrace(code int, d time.Duration, traceID string) {
+	s := m.series(code)
+	s.count.Inc()
+	observe(s.duration, d, "trace_id", traceID)
 }
 
 // Upstream records one request sent to BlueTape. outcome is the upstream
@@ -239,7 +248,17 @@ func (m *Metrics) Upstream(outcome string, d time.Duration, requestID string) {
 		outcome = "error"
 	}
 	m.upstream.WithLabelValues(outcome).Inc()
-	observe(m.upstreamDuration.WithLabelValues(outcome), d, requestID)
+	observe(m.upstreamDuration.WithLabelValues(outcome), d, "request_id", requestID)
+}
+
+// UpstreamWithTrace is Upstream for a request sampled for tracing: the
+// exemplar is its trace id (trace_id).
+func (m *Metrics) UpstreamWithTrace(outcome string, d time.Duration, traceID string) {
+	if !validOutcome(outcome) {
+		outcome = "error"
+	}
+	m.upstream.WithLabelValues(outcome).Inc()
+	observe(m.upstreamDuration.WithLabelValues(outcome), d, "trace_id", traceID)
 }
 
 // validOutcome reports whether outcome is a value of the outcome label: a
@@ -293,14 +312,14 @@ func (m *Metrics) Retry() { m.retries.Inc() }
 // values together, and client_golang panics beyond it.
 const maxExemplarID = prometheus.ExemplarMaxRunes - len("request_id")
 
-// observe records d in o with requestID as its exemplar, when there is an
-// id that fits one; a request id is ASCII, so its length in bytes is its
-// length in runes.
-func observe(o prometheus.Observer, d time.Duration, requestID string) {
+// observe records d in o with the exemplar label=id, when there is an id
+// that fits one; a request id or trace id is ASCII, so its length in bytes
+// is its length in runes.
+func observe(o prometheus.Observer, d time.Duration, label, id string) {
 	eo, ok := o.(prometheus.ExemplarObserver)
-	if !ok || requestID == "" || len(requestID) > maxExemplarID || !utf8.ValidString(requestID) {
+	if !ok || id == "" || len(label)+len(id) > prometheus.ExemplarMaxRunes || !utf8.ValidString(id) {
 		o.Observe(d.Seconds())
 		return
 	}
-	eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"request_id": requestID})
+	eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{label: id})
 }

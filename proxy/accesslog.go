@@ -7,17 +7,20 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bluetape/bluetape-gateway/proxy/logging"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
 
 // accessLog writes one JSON line per API request: at info level, or warn
 // when the gateway failed the request (a 5xx other than 503, which is
-// load shedding). The line holds the request id, the caller's name, the
+// load shedding). The line holds the request id, the trace id and the
+// server span's id (whether the request was sampled or not), the caller's name, the
 // method, the route ("unmatched" when none matched: never the raw path),
 // the status, the duration, the cache result and the upstream outcome:
 //
-//	{"time":"2026-01-01T12:00:00.123456789Z","level":"INFO","msg":"request","request_id":"4bf92f3577b34da6a3ce929d0e0e4736","caller":"billing-service","method":"GET","route":"/customers/:id/signup","status":200,"duration_ms":0.043,"cache":"hit","upstream":""}
+//	{"time":"2026-01-01T12:00:00.123456789Z","level":"INFO","msg":"request","request_id":"4bf92f3577b34da6a3ce929d0e0e4736","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331","caller":"billing-service","method":"GET","route":"/customers/:id/signup","status":200,"duration_ms":0.043,"cache":"hit","upstream":""}
 //
 // "shared" is added when the answer came from another request's upstream
 // call, and "error" on 5xx lines.
@@ -38,7 +41,7 @@ func newAccessLog(l *slog.Logger) *accessLog {
 // typical line is about 250 bytes.
 const accessLogLine = 512
 
-func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.Duration, rid string, ae *apiError) {
+func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.Duration, rid string, tid trace.TraceID, sid trace.SpanID, ae *apiError) {
 	level := slog.LevelInfo
 	if status >= 500 && status != 503 {
 		level = slog.LevelWarn
@@ -69,7 +72,11 @@ func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.D
 		b = append(b, level.String()...)
 		b = append(b, `","msg":"request","request_id":`...)
 		b = appendLogString(b, rid)
-		b = append(b, `,"caller":`...)
+		b = append(b, `,"trace_id":"`...)
+		b = tracing.AppendTraceID(b, tid)
+		b = append(b, `","span_id":"`...)
+		b = tracing.AppendSpanID(b, sid)
+		b = append(b, `","caller":`...)
 		b = appendLogString(b, st.caller)
 		b = append(b, `,"method":`...)
 		b = appendLogString(b, method)
@@ -97,6 +104,8 @@ func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.D
 
 	attrs := [...]slog.Attr{
 		slog.String("request_id", rid),
+		slog.String("trace_id", tid.String()),
+		slog.String("span_id", sid.String()),
 		slog.String("caller", st.caller),
 		slog.String("method", method),
 		slog.String("route", route),
@@ -106,7 +115,7 @@ func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.D
 		slog.String("upstream", st.upstream),
 		{}, {},
 	}
-	n := 8
+	n := 10
 	if st.shared {
 		attrs[n] = slog.Bool("shared", true)
 		n++

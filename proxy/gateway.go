@@ -19,6 +19,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
 
 // Options configures a Gateway. Fields without a stated default are
@@ -49,6 +50,9 @@ type Options struct {
 
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+	// Tracer traces every API request and passes its trace context on to
+	// the upstream; by default, tracing.Propagation (nothing exported).
+	Tracer *tracing.Tracer
 }
 
 // Gateway serves the API. Create it with New.
@@ -67,6 +71,7 @@ type Gateway struct {
 
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	tracer  *tracing.Tracer
 	access  *accessLog
 	echo    *echo.Echo
 }
@@ -84,6 +89,9 @@ func New(o Options) (*Gateway, error) {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 4096
 	}
+	if o.Tracer == nil {
+		o.Tracer = tracing.Propagation()
+	}
 	g := &Gateway{
 		upstream:  o.Upstream,
 		locker:    o.Locker,
@@ -94,6 +102,7 @@ func New(o Options) (*Gateway, error) {
 		maxFlight: int64(o.MaxInFlight),
 		metrics:   o.Metrics,
 		log:       o.Logger,
+		tracer:    o.Tracer,
 		access:    newAccessLog(o.Logger),
 	}
 	g.policyHdr = []string{policyHeader(g.policy)}
@@ -116,6 +125,11 @@ func (g *Gateway) newEcho(trusted []*net.IPNet) *echo.Echo {
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		ensureRequestID(c)
 		st := requestState{start: time.Now(), caller: "-"}
+		if c.Path() == signupRoute {
+			st.trace = g.tracer.Begin(c.Request(), st.start)
+		} else {
+			st.trace = g.tracer.BeginUnmatched(c.Request(), st.start)
+		}
 		_ = g.finish(c, &st, err)
 	}
 	// Every other method on the route is refused and observed the same

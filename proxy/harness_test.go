@@ -169,6 +169,10 @@ func newTestGateway(t testing.TB, edit func(*testOptions), cacheOpts ...cache.Op
 	if o.Client.Logger == nil {
 		o.Client.Logger = o.Logger
 	}
+	// And traces with the gateway's tracer.
+	if o.Client.Tracer == nil {
+		o.Client.Tracer = o.Tracer
+	}
 	if o.Upstream, err = bluetape.New(o.Client); err != nil {
 		t.Fatal(err)
 	}

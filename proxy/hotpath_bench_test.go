@@ -1,15 +1,19 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
 
 // discardWriter is a reusable ResponseWriter, so that the benchmark
@@ -23,19 +27,55 @@ func (w *discardWriter) WriteHeader(int)             {}
 // BenchmarkHotPath is a cache hit through the whole handler as production
 // runs it: rate limit on (with a limit too high to trigger), the buffered
 // access log at info level, metrics.
-func BenchmarkHotPath(b *testing.B) {
+func BenchmarkHotPath(b *testing.B) { benchmarkHotPath(b, nil, "") }
+
+// BenchmarkHotPathTraced is BenchmarkHotPath with tracing as production
+// runs it: export configured (to a loopback port nothing listens on, which
+// only sampled spans would reach), the default sampler, and the request
+// not sampled: its caller's traceparent says so. Its cost over
+// BenchmarkHotPath is what tracing adds to a cache hit.
+func BenchmarkHotPathTraced(b *testing.B) {
+	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"} {
+		b.Setenv(k, "")
+	}
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+gatewaytest.FreeAddr(b))
+	tr, shutdown, err := tracing.Setup(b.Context(), tracing.Options{Version: "bench", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(ctx)
+	})
+	if !tr.Exporting() {
+		b.Fatal("export is not configured")
+	}
+	benchmarkHotPath(b, tr, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+}
+
+func benchmarkHotPath(b *testing.B, tr *tracing.Tracer, traceparent string) {
 	logs := logging.New(io.Discard, slog.LevelInfo)
 	b.Cleanup(func() { logs.Close() })
 	tg := newTestGateway(b, func(o *testOptions) {
 		o.RateLimit = ratelimit.Policy{Rate: 1e9, Burst: 1e9}
 		o.Logger = slog.New(logs)
+		o.Tracer = tr
 	})
-	if resp, _ := tg.get(b, "/customers/hot/signup"); resp.StatusCode != 200 {
+	var header []string
+	if traceparent != "" {
+		header = []string{"Traceparent", traceparent}
+	}
+	if resp, _ := tg.get(b, "/customers/hot/signup", header...); resp.StatusCode != 200 {
 		b.Fatalf("warming: status %d", resp.StatusCode)
 	}
 	h := tg.Handler()
 	req := httptest.NewRequest(http.MethodGet, "/customers/hot/signup", nil)
 	req.RemoteAddr = "10.1.2.3:40000"
+	if traceparent != "" {
+		req.Header.Set("Traceparent", traceparent)
+	}
 	w := &discardWriter{h: make(http.Header, 8)}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
@@ -167,10 +168,23 @@ func TestAccessLogFields(t *testing.T) {
 			if len(lines) != len(want) {
 				t.Fatalf("got %d access lines; want %d, one per request:\n%s", len(lines), len(want), buf)
 			}
-			keys := []string{"time", "level", "msg", "request_id", "caller", "method", "route", "status",
+			keys := []string{"time", "level", "msg", "request_id", "trace_id", "span_id", "caller", "method", "route", "status",
 				"duration_ms", "cache", "upstream"}
 			slices.Sort(keys)
+			traceID := regexp.MustCompile(`^[0-9a-f]{32}$`)
+			spanID := regexp.MustCompile(`^[0-9a-f]{16}$`)
+			spans := map[any]bool{}
 			for i, line := range lines {
+				// Every line has its request's trace: a new one each here,
+				// as no caller sent a traceparent.
+				tid, sid := fmt.Sprint(line["trace_id"]), fmt.Sprint(line["span_id"])
+				if !traceID.MatchString(tid) || !spanID.MatchString(sid) || tid == strings.Repeat("0", 32) || sid == strings.Repeat("0", 16) {
+					t.Errorf("line %d: trace_id %q span_id %q; want valid ids", i, tid, sid)
+				}
+				if spans[tid] || spans[sid] {
+					t.Errorf("line %d: trace_id %q or span_id %q already seen", i, tid, sid)
+				}
+				spans[tid], spans[sid] = true, true
 				for k, v := range want[i] {
 					if line[k] != v {
 						t.Errorf("line %d: %s is %v; want %v", i, k, line[k], v)
@@ -226,12 +240,20 @@ func TestAccessLogMatchesSlog(t *testing.T) {
 			tc.st.start = time.Now()
 			d := 1234567 * time.Nanosecond
 
+			// Ids with every hex digit; the first case's are zero.
+			var tid trace.TraceID
+			var sid trace.SpanID
+			if i > 0 {
+				tid = trace.TraceID{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, byte(i), 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32}
+				sid = trace.SpanID{0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, byte(i)}
+			}
+
 			var fast, slow bytes.Buffer
 			h := logging.New(&fast, slog.LevelDebug)
-			newAccessLog(slog.New(h)).write(c, &tc.st, tc.status, d, tc.rid, tc.err)
+			newAccessLog(slog.New(h)).write(c, &tc.st, tc.status, d, tc.rid, tid, sid, tc.err)
 			h.Close()
 			newAccessLog(slog.New(slog.NewJSONHandler(&slow, &slog.HandlerOptions{Level: slog.LevelDebug}))).
-				write(c, &tc.st, tc.status, d, tc.rid, tc.err)
+				write(c, &tc.st, tc.status, d, tc.rid, tid, sid, tc.err)
 
 			if !json.Valid(fast.Bytes()) {
 				t.Errorf("not valid JSON: %s", fast.Bytes())
@@ -653,9 +675,11 @@ func BenchmarkAccessLog(b *testing.B) {
 				c := echo.New().NewContext(httptest.NewRequest(http.MethodGet, "/customers/abc/signup", nil), httptest.NewRecorder())
 				c.SetPath(signupRoute)
 				st := &requestState{start: time.Now(), caller: "billing-service", cache: "hit"}
+				tid := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+				sid := trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}
 				b.ReportAllocs()
 				for b.Loop() {
-					a.write(c, st, http.StatusOK, 42*time.Microsecond, "4bf92f3577b34da6a3ce929d0e0e4736", nil)
+					a.write(c, st, http.StatusOK, 42*time.Microsecond, "4bf92f3577b34da6a3ce929d0e0e4736", tid, sid, nil)
 				}
 			})
 		}

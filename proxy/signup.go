@@ -8,13 +8,16 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
 
 // requestState is what the signup pipeline learns about one request, for
@@ -28,6 +31,7 @@ type requestState struct {
 	// overCap: the request came over GATEWAY_MAX_IN_FLIGHT, so only the
 	// cache may answer it.
 	overCap bool
+	trace   tracing.Request
 }
 
 // serveSignup runs the signup pipeline: authentication, rate limit, then
@@ -36,6 +40,7 @@ type requestState struct {
 // upstream.
 func (g *Gateway) serveSignup(c echo.Context) error {
 	st := requestState{start: time.Now(), caller: "-"}
+	st.trace = g.tracer.Begin(c.Request(), st.start)
 	if r := c.Request(); r.ContentLength > 0 || len(r.TransferEncoding) > 0 {
 		// A body where none belongs, or Content-Length beside
 		// Transfer-Encoding (Go keeps only the latter): where it ends is
@@ -81,6 +86,7 @@ func (g *Gateway) signup(c echo.Context, st *requestState) error {
 	var body []byte
 	if st.overCap {
 		err = errAtCapacity
+		tracing.AddEvent(st.trace.Context(ctx), tracing.EventCapacityShed)
 	} else {
 		body, err = g.load(ctx, id, c.Response().Header().Get(headerRequestID), st)
 	}
@@ -117,12 +123,20 @@ var (
 // is cached before the waiters get it. The answer is the encoded 200
 // body, or an error: BlueTape's 404 and 400 are *bluetape.Error too.
 func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestState) ([]byte, error) {
+	// The request's server span is the parent of the upstream attempts
+	// and waits.
+	ctx = st.trace.Context(ctx)
+	waitStart := time.Now()
+	var ran atomic.Bool // this request's call is the one shared
 	ch := g.flight.DoChan(id, func() (any, error) {
+		ran.Store(true)
 		// Waiting for another replica's call lasts at most its lock, one
 		// fetch budget; the call of our own then gets a budget of its own.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*g.upstream.Budget())
 		defer cancel()
+		awaitStart := time.Now()
 		if e, ok := g.awaitLeader(ctx, id); ok {
+			g.tracer.RecordWait(ctx, tracing.WaitReplica, awaitStart, true, trace.SpanContext{})
 			if e.Negative() {
 				return nil, bluetape.NotFound(strconv.Itoa(http.StatusNotFound))
 			}
@@ -143,6 +157,9 @@ func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestSta
 	select {
 	case r := <-ch:
 		st.shared = r.Shared
+		if !ran.Load() {
+			g.tracer.RecordWait(ctx, tracing.WaitLocal, waitStart, true, trace.SpanContext{})
+		}
 		var ue *bluetape.Error
 		switch {
 		case r.Err == nil:
@@ -155,6 +172,9 @@ func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestSta
 		}
 		return r.Val.([]byte), nil
 	case <-ctx.Done():
+		if !ran.Load() {
+			g.tracer.RecordWait(ctx, tracing.WaitLocal, waitStart, false, trace.SpanContext{})
+		}
 		return nil, ctx.Err()
 	}
 }
@@ -224,15 +244,20 @@ func (g *Gateway) finish(c echo.Context, st *requestState, err error) error {
 	}
 	d := time.Since(st.start)
 	rid := c.Response().Header().Get(headerRequestID)
-	if st.cache == metrics.CacheHit {
+	tid, sid, sampled := st.trace.IDs()
+	switch {
+	case sampled:
+		g.metrics.RequestWithTrace(status, d, tid.String())
+	case st.cache == metrics.CacheHit:
 		g.metrics.Request(status, d)
-	} else {
+	default:
 		g.metrics.RequestWithExemplar(status, d, rid)
 	}
 	if st.cache != "" {
 		g.metrics.CacheLookup(st.cache)
 	}
-	g.access.write(c, st, status, d, rid, ae)
+	g.access.write(c, st, status, d, rid, tid, sid, ae)
+	st.trace.End(tracing.ServerResult{Status: status, Caller: st.caller, Cache: st.cache, Shared: st.shared})
 	return nil
 }
 

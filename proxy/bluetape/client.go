@@ -21,8 +21,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
 
 // maxBody caps how much of an upstream answer is read. A signup answer is
@@ -69,6 +72,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Now is the clock of Retry-After computations; by default time.Now.
 	Now func() time.Time
+	// Tracer makes a client span per attempt, which the request's
+	// traceparent names as parent. If nil, the request carries the trace
+	// context of Fetch's ctx as it is (propagation only).
+	Tracer *tracing.Tracer
 }
 
 // Client calls BlueTape. It is safe for concurrent use. Create it with New.
@@ -87,6 +94,8 @@ type Client struct {
 	userAgent   string
 	metrics     *metrics.Metrics
 	now         func() time.Time
+	tracer      *tracing.Tracer
+	upstream    tracing.Upstream // the attempt spans' server
 }
 
 // New builds a client from o.
@@ -128,7 +137,23 @@ func New(o Options) (*Client, error) {
 		userAgent: "bluetape-gateway/" + o.Version,
 		metrics:   o.Metrics,
 		now:       o.Now,
+		tracer:    o.Tracer,
+		upstream:  upstreamOf(o.BaseURL),
 	}, nil
+}
+
+// upstreamOf describes base for the attempt spans.
+func upstreamOf(base *url.URL) tracing.Upstream {
+	port, _ := strconv.Atoi(base.Port())
+	if port == 0 {
+		switch base.Scheme {
+		case "http":
+			port = 80
+		case "https":
+			port = 443
+		}
+	}
+	return tracing.Upstream{Host: base.Hostname(), Port: port, Scheme: base.Scheme}
 }
 
 // Budget bounds one Fetch, retries included: two attempts' worth of time.
@@ -172,16 +197,46 @@ func newTransport(timeout time.Duration, maxConns int) *http.Transport {
 	}
 }
 
-// attempt is one upstream exchange bounded by the per-attempt timeout and
-// by ctx's deadline, whichever comes first. It is counted in the upstream
-// metrics.
-func (c *Client) attempt(ctx context.Context, id, requestID string) ([]byte, error) {
+// attempt is upstream exchange number n (from 1) of a Fetch, bounded by
+// the per-attempt timeout and by ctx's deadline, whichever comes first.
+// It is counted in the upstream metrics, and traced as a client span when
+// the client has a tracer.
+func (c *Client) attempt(ctx context.Context, id, requestID string, n int) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	var span trace.Span
+	if c.tracer != nil {
+		ctx, span = c.tracer.StartUpstreamAttempt(ctx, c.upstream, n)
+	}
 	start := time.Now()
 	body, outcome, err := c.exchange(ctx, id, requestID)
-	c.metrics.Upstream(outcome, time.Since(start), requestID)
+	d := time.Since(start)
+	if tid, _, sampled := tracing.IDs(ctx); sampled {
+		c.metrics.UpstreamWithTrace(outcome, d, tid.String())
+	} else {
+		c.metrics.Upstream(outcome, d, requestID)
+	}
+	if span != nil {
+		status, failure := attemptResult(outcome, err)
+		tracing.EndUpstreamAttempt(span, status, failure)
+	}
 	return body, err
+}
+
+// attemptResult turns an attempt's outcome into its span's: the upstream
+// status when it answered, and the failure's kind ("timeout", "error")
+// when there was no usable answer, never an error's text.
+func attemptResult(outcome string, err error) (status int, failure string) {
+	status, convErr := strconv.Atoi(outcome)
+	if convErr != nil {
+		return 0, outcome
+	}
+	var e *Error
+	if errors.As(err, &e) && e.failure && status < 500 {
+		// An answer that could not be read or was not BlueTape's.
+		return status, outcomeError
+	}
+	return status, ""
 }
 
 // exchange sends one request for id and reads its answer. ctx bounds the
@@ -207,6 +262,9 @@ func (c *Client) exchange(ctx context.Context, id, requestID string) ([]byte, st
 	if requestID != "" {
 		req.Header["X-Request-Id"] = []string{requestID}
 	}
+	// The trace context of ctx (the attempt's span): the caller's trace
+	// goes on, with the gateway's span as parent.
+	tracing.Inject(ctx, req.Header)
 
 	// Go's transport quotes malformed upstream bytes in its errors, and
 	// those may hold the credentials: they are redacted here, once, before

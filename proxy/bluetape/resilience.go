@@ -13,6 +13,7 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
 
 // Retry and circuit breaker tuning. Retries are for the blips of a
@@ -46,6 +47,7 @@ const (
 func (c *Client) Fetch(ctx context.Context, id, requestID string) ([]byte, error) {
 	if c.inFlight.Add(1) > c.maxFlight {
 		c.inFlight.Add(-1)
+		tracing.AddEvent(ctx, tracing.EventCapacityShed)
 		return nil, atCapacityError()
 	}
 	c.metrics.UpstreamInFlight().Inc()
@@ -56,6 +58,9 @@ func (c *Client) Fetch(ctx context.Context, id, requestID string) ([]byte, error
 	var last error
 	for attempt := 1; ; attempt++ {
 		if err := c.waitQuota(ctx); err != nil {
+			if _, refused := err.(*Error); refused {
+				tracing.AddEvent(ctx, tracing.EventQuotaRefused)
+			}
 			if last != nil {
 				return nil, last
 			}
@@ -65,8 +70,11 @@ func (c *Client) Fetch(ctx context.Context, id, requestID string) ([]byte, error
 			if attempt > 1 {
 				c.metrics.Retry()
 			}
-			return c.attempt(ctx, id, requestID)
+			return c.attempt(ctx, id, requestID, attempt)
 		})
+		if errors.Is(err, errBreakerOpen) {
+			tracing.AddEvent(ctx, tracing.EventBreakerOpen)
+		}
 		if err == nil {
 			c.retries.success()
 			return body, nil

@@ -2,7 +2,6 @@ package tracing
 
 import (
 	"context"
-	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -80,8 +79,8 @@ func BenchmarkServerSpan(b *testing.B) {
 
 func appendIDs(b []byte, tid trace.TraceID, sid trace.SpanID) []byte {
 	b = append(b, `"trace_id":"`...)
-	b = hex.AppendEncode(b, tid[:])
+	b = AppendTraceID(b, tid)
 	b = append(b, `","span_id":"`...)
-	b = hex.AppendEncode(b, sid[:])
+	b = AppendSpanID(b, sid)
 	return append(b, '"')
 }

@@ -2,7 +2,7 @@ package tracing
 
 import (
 	"context"
-	"encoding/hex"
+	"encoding/binary"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -153,12 +153,7 @@ func newSpanID() trace.SpanID {
 	return id
 }
 
-func putUint64(b []byte, v uint64) {
-	_ = b[7]
-	for i := range 8 {
-		b[i] = byte(v >> (8 * i))
-	}
-}
+func putUint64(b []byte, v uint64) { binary.LittleEndian.PutUint64(b, v) }
 
 // parentFromHeader parses the W3C traceparent (and tracestate) in h
 // without allocating (but for a tracestate); it returns a zero
@@ -207,10 +202,58 @@ func lowerHex(s string) bool {
 	return true
 }
 
+// decodeHex decodes s, lower-case hex of exactly 2·len(dst) characters,
+// into dst in one pass without branching on the digits; it reports false
+// for any other character.
 func decodeHex(dst []byte, s string) bool {
-	if !lowerHex(s) {
+	if len(s) != 2*len(dst) {
 		return false
 	}
-	_, err := hex.Decode(dst, []byte(s))
-	return err == nil
+	var bad byte
+	for i := range dst {
+		hi, lo := unhex[s[2*i]], unhex[s[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo
+	}
+	return bad <= 0xf
+}
+
+// unhex maps a lower-case hex digit to its value and any other byte to
+// 0xff.
+var unhex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
+
+// hexPairs holds the two lower-case hex digits of every byte.
+var hexPairs = func() (t [256][2]byte) {
+	const digits = "0123456789abcdef"
+	for i := range t {
+		t[i] = [2]byte{digits[i>>4], digits[i&0xf]}
+	}
+	return t
+}()
+
+// AppendTraceID appends id in lower-case hex (32 digits) to b, as
+// hex.AppendEncode does but with one table lookup per byte: the access
+// log writes it on every request.
+func AppendTraceID(b []byte, id trace.TraceID) []byte { return appendHex(b, id[:]) }
+
+// AppendSpanID appends id in lower-case hex (16 digits) to b.
+func AppendSpanID(b []byte, id trace.SpanID) []byte { return appendHex(b, id[:]) }
+
+func appendHex(b, src []byte) []byte {
+	for _, v := range src {
+		p := hexPairs[v]
+		b = append(b, p[0], p[1])
+	}
+	return b
 }

@@ -54,6 +54,10 @@ type Options struct {
 	// Logger receives the OpenTelemetry SDK's own errors (a failed
 	// export, say). If nil, they go to slog.Default().
 	Logger *slog.Logger
+	// SpanProcessors receive the spans beside the OTLP exporter, whether
+	// it is configured or not: tests read spans back through an
+	// in-memory exporter's processor (sdktrace.NewSimpleSpanProcessor).
+	SpanProcessors []sdktrace.SpanProcessor
 }
 
 // Tracer makes the gateway's spans. It is safe for concurrent use.
@@ -160,6 +164,9 @@ func setup(ctx context.Context, o Options, extra ...sdktrace.TracerProviderOptio
 		}
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
+	for _, p := range o.SpanProcessors {
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(p))
+	}
 	tp := sdktrace.NewTracerProvider(append(tpOpts, extra...)...)
 	t := &Tracer{
 		root:         root,
@@ -172,6 +179,21 @@ func setup(ctx context.Context, o Options, extra ...sdktrace.TracerProviderOptio
 		t.protocol = protocol
 	}
 	return t, tp.Shutdown, nil
+}
+
+// Propagation returns a tracer that propagates trace context and exports
+// nothing, whatever the environment says: a caller's trace is continued
+// (and its sampled flag passed on), and new traces are not sampled. It is
+// the tracer of a gateway or client built without one.
+func Propagation() *Tracer {
+	root := sdktrace.NeverSample()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(root)), sdktrace.WithIDGenerator(presetIDs{}))
+	return &Tracer{
+		root:         root,
+		followParent: true,
+		newTraceID:   newTraceID,
+		tracer:       tp.Tracer(instrumentationName, trace.WithSchemaURL(semconv.SchemaURL)),
+	}
 }
 
 // exportSettings decides from the environment whether spans are exported

@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -347,6 +348,23 @@ func EndWait(span trace.Span, answered bool, leader trace.SpanContext) {
 		}
 	}
 	span.End()
+}
+
+// RecordWait records a wait that is over, from start until now, as a span
+// of kind under ctx's span, ended as EndWait ends it: for a wait known to
+// have been one only once it ended (a request learns that it waited for
+// another request's call when the call's answer arrives).
+func (t *Tracer) RecordWait(ctx context.Context, kind WaitKind, start time.Time, answered bool, leader trace.SpanContext) {
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		// Not sampled: the span would not record.
+		return
+	}
+	name := waitLocalSpanName
+	if kind == WaitReplica {
+		name = waitRemoteSpanName
+	}
+	_, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(start))
+	EndWait(span, answered, leader)
 }
 
 // AddEvent adds the event name (one of the Event constants) to ctx's

@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -571,6 +572,24 @@ func TestParentFromHeader(t *testing.T) {
 		want := trace.SpanContextFromContext(Extract(context.Background(), h))
 		if !got.Equal(want) {
 			t.Errorf("%q: got %v; want %v", v, got, want)
+		}
+	}
+}
+
+// TestAppendIDs: the log's hex is hex.EncodeToString's, for every byte.
+func TestAppendIDs(t *testing.T) {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	for i := 0; i < 256; i += len(tid) {
+		for j := range tid {
+			tid[j] = byte(i + j)
+		}
+		copy(sid[:], tid[8:])
+		if got, want := string(AppendTraceID([]byte("x"), tid)), "x"+hex.EncodeToString(tid[:]); got != want {
+			t.Errorf("AppendTraceID %q; want %q", got, want)
+		}
+		if got, want := string(AppendSpanID(nil, sid)), hex.EncodeToString(sid[:]); got != want {
+			t.Errorf("AppendSpanID %q; want %q", got, want)
 		}
 	}
 }

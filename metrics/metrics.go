@@ -295,3 +295,53 @@ func observe(o prometheus.Observer, d time.Duration, requestID string) {
 	}
 	eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"request_id": requestID})
 }
+
+// The metric families that exist only in shared mode (GATEWAY_REDIS_URL
+// set), registered by NewShared.
+const (
+	RedisDegraded            = namespace + "_redis_degraded"
+	RedisInvalidEntriesTotal = namespace + "_redis_invalid_entries_total"
+)
+
+// SharedNames returns the name of every metric family NewShared
+// registers.
+func SharedNames() []string { return []string{RedisDegraded, RedisInvalidEntriesTotal} }
+
+// Shared holds shared mode's own metrics. Its methods are safe for
+// concurrent use.
+type Shared struct {
+	degraded       prometheus.Gauge
+	invalidEntries prometheus.Counter
+}
+
+// NewShared creates shared mode's metrics and registers them with reg.
+func NewShared(reg prometheus.Registerer) (*Shared, error) {
+	s := &Shared{
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "redis_degraded",
+			Help: "1 while this replica serves from its own state because Redis is unreachable, 0 otherwise.",
+		}),
+		invalidEntries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "redis_invalid_entries_total",
+			Help: "Entries read back from Redis that were not a valid answer; each was taken as a miss.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{s.degraded, s.invalidEntries} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Degraded sets whether the replica serves from its own state.
+func (s *Shared) Degraded(on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	s.degraded.Set(v)
+}
+
+// InvalidEntry counts an invalid entry read back from Redis.
+func (s *Shared) InvalidEntry() { s.invalidEntries.Inc() }

@@ -15,10 +15,14 @@ func lockKey(id string) string { return keyPrefix + "lock:" + id }
 
 // unlockScript deletes KEYS[1] only if it still holds ARGV[1], the
 // holder's token: a holder whose lock expired and was taken by another
-// replica must not release the new holder's lock.
+// replica must not release the new holder's lock. Then it publishes
+// ARGV[3], the id, on ARGV[2], the release channel, so that the replicas
+// waiting for the lock look at once.
 var unlockScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then
-  return redis.call("DEL", KEYS[1])
+  redis.call("DEL", KEYS[1])
+  redis.call("PUBLISH", ARGV[2], ARGV[3])
+  return 1
 end
 return 0
 `)
@@ -28,20 +32,23 @@ var errUnavailable = errors.New("redis unavailable")
 
 // Election elects, among replicas, the one that calls the upstream for an
 // id: a Redis key taken with SET NX PX and a random token, which expires
-// by itself if its holder dies.
+// by itself if its holder dies. The others Wait for the holder to release
+// it.
 type Election struct {
-	conn *conn
+	conn  *conn
+	waits *waiters
 }
 
 // TryLock takes id's lock for at most ttl. It returns the function that
 // releases it, nil if another replica holds it, or an error if Redis does
-// not answer (the caller then goes ahead on its own).
+// not answer (the caller then goes ahead on its own). Releasing wakes the
+// replicas that Wait for the lock.
 func (l *Election) TryLock(ctx context.Context, id string, ttl time.Duration) (func(), error) {
 	key, token := lockKey(id), newToken()
 	var won bool
-	if !l.conn.do(ctx, func(ctx context.Context) error {
+	if !l.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
 		var err error
-		won, err = l.conn.rdb.SetNX(ctx, key, token, max(ttl, time.Millisecond)).Result()
+		won, err = rdb.SetNX(ctx, key, token, max(ttl, time.Millisecond)).Result()
 		return err
 	}) {
 		return nil, errUnavailable
@@ -54,8 +61,8 @@ func (l *Election) TryLock(ctx context.Context, id string, ttl time.Duration) (f
 		once.Do(func() {
 			// Run when the holder's own context is over; a failure
 			// leaves the lock to expire.
-			l.conn.do(context.Background(), func(ctx context.Context) error {
-				return unlockScript.Run(ctx, l.conn.rdb, []string{key}, token).Err()
+			l.conn.do(context.Background(), func(ctx context.Context, rdb redis.UniversalClient) error {
+				return unlockScript.Run(ctx, rdb, []string{key}, token, releaseChannel, id).Err()
 			})
 		})
 	}, nil

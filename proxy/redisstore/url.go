@@ -126,6 +126,7 @@ func (t target) String() string {
 // than a missed one.
 func degradeFast(o *redis.Options, timeout time.Duration) {
 	o.PoolSize = defaultPoolSize(o.PoolSize)
+	o.MinIdleConns = max(o.MinIdleConns, o.PoolSize)
 	o.DialTimeout = timeout
 	o.ReadTimeout = timeout
 	o.WriteTimeout = timeout
@@ -142,6 +143,7 @@ func degradeFast(o *redis.Options, timeout time.Duration) {
 // alike. (It never uses maintenance notifications.)
 func degradeFastSentinel(o *redis.FailoverOptions, timeout time.Duration) {
 	o.PoolSize = defaultPoolSize(o.PoolSize)
+	o.MinIdleConns = max(o.MinIdleConns, o.PoolSize)
 	o.DialTimeout = timeout
 	o.ReadTimeout = timeout
 	o.WriteTimeout = timeout
@@ -163,6 +165,7 @@ func degradeFastSentinel(o *redis.FailoverOptions, timeout time.Duration) {
 // its own, whenever it has not got it yet.
 func degradeFastCluster(o *redis.ClusterOptions, timeout time.Duration) {
 	o.PoolSize = defaultPoolSize(o.PoolSize)
+	o.MinIdleConns = max(o.MinIdleConns, o.PoolSize)
 	o.DialTimeout = timeout
 	o.ReadTimeout = timeout
 	o.WriteTimeout = timeout

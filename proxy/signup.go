@@ -180,6 +180,9 @@ func (g *Gateway) awaitLeader(ctx context.Context, id string) (*cache.Entry, boo
 		if g.locker.Wait(ctx, id) != nil {
 			return nil, false
 		}
+		if e, ok := g.freshEntry(ctx, id); ok {
+			return e, true
+		}
 	}
 }
 

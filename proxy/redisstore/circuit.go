@@ -30,12 +30,19 @@ type circuit struct {
 // next operation may probe at once.
 var errAbandoned = errors.New("operation abandoned by its caller")
 
-// excluded reports whether err says nothing about Redis: the caller went
-// away, or no connection of the pool was free in time (this replica's
-// own congestion). Such an operation is not counted and leaves the
-// circuit as it was.
+// errLate marks an operation that failed while Redis answered others
+// that started after it: Redis is there, and the operation was late on
+// this replica's side (a starved CPU, a burst of work).
+var errLate = errors.New("operation late while Redis answered others")
+
+// excluded reports whether err says nothing about Redis being away: the
+// caller went away, no connection of the pool was free in time (this
+// replica's own congestion), or Redis answered other operations
+// meanwhile. Such an operation is not counted and leaves the circuit as
+// it was.
 func excluded(err error) bool {
-	return errors.Is(err, errAbandoned) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
+	return errors.Is(err, errAbandoned) || errors.Is(err, errLate) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
 }
 
 // degraded reports whether the circuit is not closed: the replica uses

@@ -130,6 +130,7 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 	c := &conn{
 		timeout:  o.Timeout,
 		poolWait: poolWaitFactor * o.Timeout,
+		epoch:    time.Now(),
 	}
 	c.circuit = newCircuit(o.RetryAfter, o.Metrics, o.Logger, func(degraded bool) {
 		if degraded {
@@ -272,7 +273,14 @@ type conn struct {
 	timeout  time.Duration
 	poolWait time.Duration
 	circuit  *circuit
+	// lastAnswer is when Redis last answered an operation, as time
+	// since epoch (monotonic).
+	lastAnswer atomic.Int64
+	epoch      time.Time
 }
+
+// now returns the time since c.epoch.
+func (c *conn) now() int64 { return int64(time.Since(c.epoch)) }
 
 // acquire returns the current client, held for reading: the caller
 // calls its mu.RUnlock when done.
@@ -290,36 +298,52 @@ func (c *conn) acquire() *client {
 // do runs op on the current client within the operation timeout, unless
 // the circuit says to leave Redis alone. It reports whether Redis
 // answered; redis.Nil (no such key) is an answer. A failure is counted
-// and opens the circuit. A caller that goes away, or a wait for a free
-// connection, says nothing about Redis and changes nothing.
+// and opens the circuit. A caller that goes away, a wait for a free
+// connection, or an operation that failed while Redis answered others,
+// says nothing about Redis being away and changes nothing.
 func (c *conn) do(ctx context.Context, op func(context.Context, redis.UniversalClient) error) bool {
+	ok, _ := c.run(ctx, op)
+	return ok
+}
+
+// run is do, and also reports whether op failed late: while Redis
+// answered other operations. An idempotent operation may then be tried
+// again.
+func (c *conn) run(ctx context.Context, op func(context.Context, redis.UniversalClient) error) (ok, late bool) {
 	cl := c.acquire()
 	defer cl.mu.RUnlock()
 	wctx, cancel := context.WithTimeout(ctx, c.poolWait)
 	err := cl.slots.Acquire(wctx, 1)
 	cancel()
 	if err != nil {
-		return false
+		return false, false
 	}
 	defer cl.slots.Release(1)
 
-	done, ok := c.circuit.allow()
-	if !ok {
-		return false
+	done, allowed := c.circuit.allow()
+	if !allowed {
+		return false, false
 	}
+	began := c.now()
 	octx, cancel := context.WithTimeout(ctx, c.timeout)
 	err = op(octx, cl.rdb)
 	cancel()
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
+		c.lastAnswer.Store(c.now())
 		done(nil)
-		return true
+		return true, false
 	case ctx.Err() != nil:
 		done(errAbandoned)
-		return false
+		return false, false
+	case c.lastAnswer.Load() > began:
+		// Redis answered another operation meanwhile: it is there, and
+		// this one was late on this replica's side (a starved CPU, say).
+		done(errLate)
+		return false, true
 	default:
 		done(err)
-		return false
+		return false, false
 	}
 }
 

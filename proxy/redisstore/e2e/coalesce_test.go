@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -51,6 +52,12 @@ func TestSlowUpstreamManyColdIDsTwoReplicas(t *testing.T) {
 	}
 	wg.Wait()
 	commands := commandsProcessed(t, rdb) - before
+	defer func() {
+		if t.Failed() {
+			stats, _ := rdb.Info(context.Background(), "commandstats").Result()
+			t.Logf("Redis's commands:\n%s", stats)
+		}
+	}()
 
 	if len(failures) > 0 {
 		t.Errorf("%d of %d requests failed, first: %s", len(failures), 2*ids, failures[0])

@@ -144,3 +144,18 @@ func TestNewRejectsBadURL(t *testing.T) {
 		})
 	}
 }
+
+// After Close, operations fall back at once instead of waiting.
+func TestClosedBackendFallsBack(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newReplica(t, srv.URL(), nil, nil)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, state := a.Cache().Get(ctx, "c1"); state != cache.Miss {
+		t.Errorf("Get after Close: %v; want Miss", state)
+	}
+	if unlock, err := a.Locker().TryLock(ctx, "c1", time.Minute); unlock != nil || err == nil {
+		t.Errorf("TryLock after Close: %v, %v; want an error", unlock != nil, err)
+	}
+}

@@ -283,7 +283,8 @@ type conn struct {
 func (c *conn) now() int64 { return int64(time.Since(c.epoch)) }
 
 // acquire returns the current client, held for reading: the caller
-// calls its mu.RUnlock when done.
+// calls its mu.RUnlock when done. It returns nil once the Backend is
+// closed.
 func (c *conn) acquire() *client {
 	for {
 		cl := c.cur.Load()
@@ -292,6 +293,11 @@ func (c *conn) acquire() *client {
 			return cl
 		}
 		cl.mu.RUnlock()
+		// A new client is stored before the old one is closed: a closed
+		// current client means the Backend is closed.
+		if c.cur.Load() == cl {
+			return nil
+		}
 	}
 }
 
@@ -311,6 +317,9 @@ func (c *conn) do(ctx context.Context, op func(context.Context, redis.UniversalC
 // again.
 func (c *conn) run(ctx context.Context, op func(context.Context, redis.UniversalClient) error) (ok, late bool) {
 	cl := c.acquire()
+	if cl == nil {
+		return false, false
+	}
 	defer cl.mu.RUnlock()
 	wctx, cancel := context.WithTimeout(ctx, c.poolWait)
 	err := cl.slots.Acquire(wctx, 1)

@@ -193,11 +193,26 @@ func start(ctx context.Context, o startOptions) error {
 	if registry != nil {
 		opts.Callers = registry.Get
 	}
+	var redisURL *config.Watched[config.Secret]
+	var rs *redisstore.Backend
 	if url := cfg.RedisURL.Reveal(); url != "" {
-		redisstore.RouteClientLogs(log)
-		rs, err := redisstore.New(ctx, redisstore.Options{URL: url, L1: c, Local: limits, Metrics: m, Logger: log})
+		setting := config.EnvRedisURL
+		if cfg.RedisURLFile != "" {
+			setting = config.EnvRedisURLFile
+			if redisURL, err = config.NewWatched(cfg.RedisURLFile, config.ParseRedisURL); err != nil {
+				return fmt.Errorf("%s: %w", setting, err)
+			}
+			url = redisURL.Get().Reveal()
+		}
+		shared, err := metrics.NewShared(reg)
 		if err != nil {
-			return fmt.Errorf("%s: %w", config.EnvRedisURL, err)
+			return err
+		}
+		redisstore.RouteClientLogs(log)
+		rs, err = redisstore.New(ctx, redisstore.Options{URL: url, L1: c, Local: limits, Metrics: m, Logger: log,
+			Shared: shared, Credentials: uo.Credentials})
+		if err != nil {
+			return fmt.Errorf("%s: %w", setting, err)
 		}
 		defer rs.Close()
 		opts.Cache, opts.Limits, uo.Quota, opts.Locker = rs.Cache(), rs.Limiter(), rs.Limiter(), rs.Locker()
@@ -217,6 +232,7 @@ func start(ctx context.Context, o startOptions) error {
 	accountReport := reloadReporter(log, m, "account_id", config.EnvAccountIDFile)
 	callersReport := reloadReporter(log, m, "callers", config.EnvCallersFile)
 	adminReport := reloadReporter(log, m, "admin_token", config.EnvAdminTokenFile)
+	redisURLReport := reloadReporter(log, m, "redis_url", config.EnvRedisURLFile)
 	go every(ctx, config.ReloadInterval, func() {
 		key.Poll(keyReport)
 		account.Poll(accountReport)
@@ -225,6 +241,14 @@ func start(ctx context.Context, o startOptions) error {
 		}
 		if registry != nil {
 			registry.Poll(callersReport)
+		}
+		if redisURL != nil {
+			redisURL.Poll(func(changed bool, err error) {
+				if changed {
+					err = rs.SetURL(redisURL.Get().Reveal())
+				}
+				redisURLReport(changed, err)
+			})
 		}
 	})
 

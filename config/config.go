@@ -45,6 +45,7 @@ const (
 	EnvCallersFile       = "GATEWAY_CALLERS_FILE"
 	EnvTrustedProxies    = "GATEWAY_TRUSTED_PROXIES"
 	EnvRedisURL          = "GATEWAY_REDIS_URL"
+	EnvRedisURLFile      = "GATEWAY_REDIS_URL_FILE"
 	EnvLogLevel          = "GATEWAY_LOG_LEVEL"
 	EnvDrainDelay        = "GATEWAY_DRAIN_DELAY"
 	EnvShutdownTimeout   = "GATEWAY_SHUTDOWN_TIMEOUT"
@@ -69,6 +70,7 @@ func Names() []string {
 		EnvDrainDelay, EnvShutdownTimeout, EnvMaxInFlight,
 		EnvUpstreamMaxFlight, EnvAdminTokenFile,
 		EnvJWTIssuer, EnvJWTAudience, EnvJWTJWKSURL, EnvJWTCAFile, EnvJWTAuthTokenFile,
+		EnvRedisURLFile,
 	}
 }
 
@@ -98,8 +100,10 @@ type Config struct {
 
 	CallersFile    string
 	TrustedProxies []*net.IPNet
-	// RedisURL may hold a password, so it is a Secret too.
-	RedisURL Secret
+	// RedisURL may hold a password, so it is a Secret too. When it comes
+	// from a file, RedisURLFile names that file, which main watches.
+	RedisURL     Secret
+	RedisURLFile string
 
 	LogLevel        slog.Level
 	DrainDelay      time.Duration
@@ -493,23 +497,60 @@ func (p *parser) trustedProxies(c *Config) {
 	}
 }
 
+// redisURL reads GATEWAY_REDIS_URL or the file GATEWAY_REDIS_URL_FILE
+// names; at most one of the two may be set.
 func (p *parser) redisURL(c *Config) {
-	v, ok := p.values[EnvRedisURL]
-	if !ok {
-		return
+	v, hasValue := p.values[EnvRedisURL]
+	file, hasFile := p.values[EnvRedisURLFile]
+	switch {
+	case hasValue && hasFile:
+		p.fail(EnvRedisURL, "set only one of %s and %s", EnvRedisURL, EnvRedisURLFile)
+	case hasValue:
+		if err := checkRedisURL(v); err != nil {
+			p.fail(EnvRedisURL, "%v", err)
+			return
+		}
+		c.RedisURL = Secret(v)
+	case hasFile:
+		data, err := os.ReadFile(file)
+		if err != nil {
+			p.fail(EnvRedisURLFile, "reading secret file: %v", err)
+			return
+		}
+		s, err := ParseRedisURL(data)
+		if err != nil {
+			p.fail(EnvRedisURLFile, "secret file %s: %v", file, err)
+			return
+		}
+		c.RedisURL, c.RedisURLFile = s, file
 	}
+}
+
+// ParseRedisURL reads a Redis URL from a secret file's content, as
+// ParseSecret reads a secret, and checks its scheme. Its errors never
+// quote the URL, which may hold a password.
+func ParseRedisURL(data []byte) (Secret, error) {
+	s, err := ParseSecret(data)
+	if err != nil {
+		return "", err
+	}
+	if err := checkRedisURL(s.Reveal()); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+func checkRedisURL(v string) error {
 	u, err := url.Parse(v)
 	if err != nil {
-		p.fail(EnvRedisURL, "not a valid URL")
-		return
+		// The parse error quotes the input, password included.
+		return errors.New("not a valid URL")
 	}
 	switch u.Scheme {
 	case "redis", "rediss", "unix":
-	default:
-		p.fail(EnvRedisURL, "scheme must be redis, rediss or unix, got %q", u.Scheme)
-		return
+		return nil
 	}
-	c.RedisURL = Secret(v)
+	return fmt.Errorf("scheme must be redis, rediss or unix, got %q", u.Scheme)
 }
 
 func (p *parser) jwt(c *Config) {

@@ -175,6 +175,10 @@ func TestBadConfig(t *testing.T) {
 		{env: map[string]string{EnvAdminAddr: ":8080"}, want: `GATEWAY_ADMIN_ADDR: must differ from GATEWAY_LISTEN_ADDR`},
 		{env: map[string]string{EnvTrustedProxies: "10.0.0.0/33"}, want: `GATEWAY_TRUSTED_PROXIES: invalid CIDR "10.0.0.0/33"`},
 		{env: map[string]string{EnvRedisURL: "http://:secretpw@redis"}, want: `GATEWAY_REDIS_URL: scheme must be redis, rediss or unix, got "http"`},
+		{env: map[string]string{EnvRedisURL: "redis://r", EnvRedisURLFile: "testdata/redis-url"}, want: `GATEWAY_REDIS_URL: set only one of GATEWAY_REDIS_URL and GATEWAY_REDIS_URL_FILE`},
+		{env: map[string]string{EnvRedisURLFile: "testdata/redis-url-http"}, want: `GATEWAY_REDIS_URL_FILE: secret file testdata/redis-url-http: scheme must be redis, rediss or unix, got "http"`},
+		{env: map[string]string{EnvRedisURLFile: "testdata/two-lines"}, want: `GATEWAY_REDIS_URL_FILE: secret file testdata/two-lines: holds more than one line`},
+		{env: map[string]string{EnvRedisURLFile: "testdata/nope"}, want: `GATEWAY_REDIS_URL_FILE: reading secret file: open testdata/nope: no such file or directory`},
 		{env: map[string]string{EnvLogLevel: "loud"}, want: `GATEWAY_LOG_LEVEL: unknown level "loud": want debug, info, warn or error`},
 		{env: map[string]string{EnvJWTIssuer: "kubernetes.default.svc"}, want: `GATEWAY_JWT_ISSUER: scheme must be http or https, got ""`},
 		{env: map[string]string{EnvJWTIssuer: "https://"}, want: `GATEWAY_JWT_ISSUER: has no host`},
@@ -363,5 +367,19 @@ func TestIsSet(t *testing.T) {
 	c, err = Load(env(map[string]string{EnvListenAddr: ""}), "")
 	if err != nil || c.IsSet(EnvListenAddr) {
 		t.Errorf("empty GATEWAY_LISTEN_ADDR: %v, IsSet %v", err, err == nil && c.IsSet(EnvListenAddr))
+	}
+}
+
+// The Redis URL may come from a secret file, trimmed as the others are.
+func TestRedisURLFile(t *testing.T) {
+	c, err := Load(env(map[string]string{EnvRedisURLFile: "testdata/redis-url"}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RedisURL.Reveal() != "redis://:filepw@redis:6379/0" || c.RedisURLFile != "testdata/redis-url" {
+		t.Errorf("RedisURL from file: %q, file %q", c.RedisURL.Reveal(), c.RedisURLFile)
+	}
+	if _, err := ParseRedisURL([]byte("redis://:pw@%zz")); err == nil || strings.Contains(err.Error(), "pw") {
+		t.Errorf("ParseRedisURL of a bad URL: %v; want an error that does not quote it", err)
 	}
 }

@@ -184,7 +184,7 @@ func New(reg prometheus.Registerer, version string, cacheEntries func() float64)
 	}
 	// The secrets' reload errors start at zero, so that increase() sees
 	// the first failure.
-	for _, secret := range []string{"api_key", "account_id", "callers", "admin_token"} {
+	for _, secret := range []string{"api_key", "account_id", "callers", "admin_token", "redis_url"} {
 		m.secretReloadErrs.WithLabelValues(secret)
 	}
 	m.hit = m.cacheLookups.WithLabelValues(CacheHit)
@@ -298,7 +298,7 @@ func (m *Metrics) InFlight() prometheus.Gauge { return m.inFlight }
 func (m *Metrics) BreakerState(state int) { m.breakerState.Set(float64(state)) }
 
 // SecretReloadError counts a failed reload of the named secret file
-// (api_key, account_id, callers or admin_token).
+// (api_key, account_id, callers, admin_token or redis_url).
 func (m *Metrics) SecretReloadError(secret string) { m.secretReloadErrs.WithLabelValues(secret).Inc() }
 
 // RedisError counts a failed Redis operation.
@@ -323,3 +323,53 @@ func observe(o prometheus.Observer, d time.Duration, label, id string) {
 	}
 	eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{label: id})
 }
+
+// The metric families that exist only in shared mode (GATEWAY_REDIS_URL
+// set), registered by NewShared.
+const (
+	RedisDegraded            = namespace + "_redis_degraded"
+	RedisInvalidEntriesTotal = namespace + "_redis_invalid_entries_total"
+)
+
+// SharedNames returns the name of every metric family NewShared
+// registers.
+func SharedNames() []string { return []string{RedisDegraded, RedisInvalidEntriesTotal} }
+
+// Shared holds shared mode's own metrics. Its methods are safe for
+// concurrent use.
+type Shared struct {
+	degraded       prometheus.Gauge
+	invalidEntries prometheus.Counter
+}
+
+// NewShared creates shared mode's metrics and registers them with reg.
+func NewShared(reg prometheus.Registerer) (*Shared, error) {
+	s := &Shared{
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "redis_degraded",
+			Help: "1 while this replica serves from its own state because Redis is unreachable, 0 otherwise.",
+		}),
+		invalidEntries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "redis_invalid_entries_total",
+			Help: "Entries read back from Redis that were not a valid answer; each was taken as a miss.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{s.degraded, s.invalidEntries} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Degraded sets whether the replica serves from its own state.
+func (s *Shared) Degraded(on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	s.degraded.Set(v)
+}
+
+// InvalidEntry counts an invalid entry read back from Redis.
+func (s *Shared) InvalidEntry() { s.invalidEntries.Inc() }

@@ -182,10 +182,6 @@ func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestSta
 // upstreamOK is the upstream outcome of a 200.
 const upstreamOK = "200"
 
-// leaderPoll is how often a replica waiting for another's upstream call
-// looks for the answer in the shared cache.
-const leaderPoll = 10 * time.Millisecond
-
 // awaitLeader holds the election for id among replicas when a Locker is
 // configured. If another replica is calling the upstream, it waits for
 // that replica's answer to appear in the shared cache and returns it. It
@@ -197,8 +193,6 @@ func (g *Gateway) awaitLeader(ctx context.Context, id string) (*cache.Entry, boo
 	if g.locker == nil {
 		return nil, false
 	}
-	t := time.NewTicker(leaderPoll)
-	defer t.Stop()
 	for {
 		unlock, err := g.locker.TryLock(ctx, id, g.upstream.Budget())
 		if err != nil {
@@ -217,10 +211,11 @@ func (g *Gateway) awaitLeader(ctx context.Context, id string) (*cache.Entry, boo
 		if e, ok := g.freshEntry(ctx, id); ok {
 			return e, true
 		}
-		select {
-		case <-ctx.Done():
+		if g.locker.Wait(ctx, id) != nil {
 			return nil, false
-		case <-t.C:
+		}
+		if e, ok := g.freshEntry(ctx, id); ok {
+			return e, true
 		}
 	}
 }

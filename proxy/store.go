@@ -39,6 +39,10 @@ type Locker interface {
 	// error means the election cannot be held; the caller then goes ahead
 	// on its own.
 	TryLock(ctx context.Context, id string, ttl time.Duration) (unlock func(), err error)
+	// Wait returns once id's lock, held by another replica, may be
+	// taken: released by its holder or expired. It returns ctx's error if
+	// ctx ends first.
+	Wait(ctx context.Context, id string) error
 }
 
 // LocalCache adapts the in-process cache to AnswerCache.

@@ -3,11 +3,15 @@ package redisstore
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 )
 
@@ -22,12 +26,18 @@ func cacheKey(id string) string { return keyPrefix + "cache:" + id }
 // first level with what it found, for what is left of the entry's
 // freshness but at most L1TTL. Writes go to both levels. While Redis does
 // not answer, the first level alone behaves as the local cache does.
+//
+// What Redis holds is not trusted: anything may write there. An entry
+// read back is checked as an upstream answer is, and a bad one is a miss,
+// counted, logged (without its value) and dropped from Redis.
 type TwoLevelCache struct {
-	conn  *conn
-	l1    *cache.Cache
-	opts  cache.Options // the windows and clock of l1, which Redis follows too
-	l1TTL time.Duration
-	log   *slog.Logger
+	conn        *conn
+	l1          *cache.Cache
+	opts        cache.Options // the windows and clock of l1, which Redis follows too
+	l1TTL       time.Duration
+	log         *slog.Logger
+	shared      *metrics.Shared
+	credentials func() (key, account string)
 }
 
 // Get looks id up in the first level, then in Redis.
@@ -37,18 +47,20 @@ func (c *TwoLevelCache) Get(ctx context.Context, id string) (*cache.Entry, cache
 		return e, state
 	}
 	var raw []byte
-	if !c.conn.do(ctx, func(ctx context.Context) error {
+	var found bool
+	if !c.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
 		var err error
-		raw, err = c.conn.rdb.Get(ctx, cacheKey(id)).Bytes()
+		raw, err = rdb.Get(ctx, cacheKey(id)).Bytes()
+		found = err == nil
 		return err
-	}) {
+	}) || !found {
+		// Nothing in Redis: the first level may still hold a stale
+		// answer worth serving if the upstream fails.
 		return e, state
 	}
-	shared, ok := decodeEntry(raw)
-	if !ok {
-		// Nothing in Redis (or nothing this version can read): the
-		// first level may still hold a stale answer worth serving if
-		// the upstream fails.
+	shared, err := c.check(raw)
+	if err != nil {
+		c.refuse(ctx, id, raw, err)
 		return e, state
 	}
 	now := c.opts.Now()
@@ -91,7 +103,7 @@ func (c *TwoLevelCache) SetFound(ctx context.Context, id string, body []byte) {
 func (c *TwoLevelCache) SetNotFound(ctx context.Context, id string) {
 	if c.opts.NegativeTTL <= 0 {
 		c.l1.Delete(id)
-		c.conn.do(ctx, func(ctx context.Context) error { return c.conn.rdb.Del(ctx, cacheKey(id)).Err() })
+		c.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error { return rdb.Del(ctx, cacheKey(id)).Err() })
 		return
 	}
 	now := c.opts.Now()
@@ -107,8 +119,8 @@ func (c *TwoLevelCache) set(ctx context.Context, id string, e cache.Entry, keep 
 	if keep < time.Millisecond {
 		return false
 	}
-	return c.conn.do(ctx, func(ctx context.Context) error {
-		return c.conn.rdb.Set(ctx, cacheKey(id), encodeEntry(e), keep).Err()
+	return c.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		return rdb.Set(ctx, cacheKey(id), encodeEntry(e), keep).Err()
 	})
 }
 
@@ -119,8 +131,8 @@ func (c *TwoLevelCache) set(ctx context.Context, id string, e cache.Entry, keep 
 func (c *TwoLevelCache) Delete(ctx context.Context, id string) bool {
 	inL1 := c.l1.Delete(id)
 	var del *redis.IntCmd
-	if !c.conn.do(ctx, func(ctx context.Context) error {
-		_, err := c.conn.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	if !c.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			del = p.Del(ctx, cacheKey(id))
 			p.Publish(ctx, evictChannel, id)
 			return nil
@@ -133,25 +145,60 @@ func (c *TwoLevelCache) Delete(ctx context.Context, id string) bool {
 	return inL1 || del.Val() > 0
 }
 
-// watchEvictions drops from the first level the ids other replicas
-// evicted, until ctx is done. Messages sent while this replica is
-// disconnected are lost; L1TTL bounds how long it may then serve its copy.
-func (c *TwoLevelCache) watchEvictions(ctx context.Context) {
-	ps := c.conn.rdb.Subscribe(ctx, evictChannel)
-	defer ps.Close()
-	msgs := ps.Channel()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m, ok := <-msgs:
-			if !ok {
-				return
-			}
-			c.l1.Delete(m.Payload)
-		}
+// errUnreadable is the check's answer for a value that is no entry of
+// this version.
+var errUnreadable = errors.New("not an entry of this version")
+
+// check decodes raw and checks its answer as the upstream's is checked:
+// exactly one signUpUrl, an absolute http(s) URL without user
+// information, not too long, holding no credential in force. The body
+// returned is re-encoded from the URL alone. Its errors never quote raw.
+func (c *TwoLevelCache) check(raw []byte) (cache.Entry, error) {
+	e, ok := decodeEntry(raw)
+	if !ok {
+		return cache.Entry{}, errUnreadable
 	}
+	if e.Negative() {
+		return e, nil
+	}
+	var secrets []string
+	if c.credentials != nil {
+		key, account := c.credentials()
+		secrets = []string{key, account}
+	}
+	u, err := bluetape.DecodeSignup(e.Body, secrets...)
+	if err != nil {
+		return cache.Entry{}, err
+	}
+	e.Body, err = json.Marshal(signup{u})
+	return e, err
 }
+
+// signup is the gateway's answer body.
+type signup struct {
+	SignUpURL string `json:"signUpUrl"`
+}
+
+// refuse counts and logs an invalid entry read back for id, then drops
+// it from Redis unless it changed meanwhile, so that it is reported once.
+func (c *TwoLevelCache) refuse(ctx context.Context, id string, raw []byte, err error) {
+	if c.shared != nil {
+		c.shared.InvalidEntry()
+	}
+	c.log.Warn("an entry read back from Redis is invalid; taking it as a miss and dropping it",
+		"customer_id", id, "error", err)
+	c.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		return dropScript.Run(ctx, rdb, []string{cacheKey(id)}, raw).Err()
+	})
+}
+
+// dropScript deletes KEYS[1] if it still holds ARGV[1].
+var dropScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+`)
 
 // Entry encoding, version 1:
 //

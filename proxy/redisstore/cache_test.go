@@ -48,7 +48,7 @@ func TestCacheFirstLevelFreshnessIsBounded(t *testing.T) {
 	clock := newTestClock()
 	a := newReplica(t, srv.URL(), clock, nil)
 	b := newReplica(t, srv.URL(), clock, func(o *Options) { o.L1TTL = time.Minute })
-	a.Cache().SetFound(ctx, "c1", []byte(`"v1"`))
+	a.Cache().SetFound(ctx, "c1", answer("v1"))
 	written := clock.Now()
 
 	clock.Advance(testTTL - 30*time.Second) // 30s of freshness left
@@ -61,13 +61,13 @@ func TestCacheFirstLevelFreshnessIsBounded(t *testing.T) {
 	}
 
 	// A newer answer written by a, seen by b once its L1TTL is over.
-	b.Cache().SetFound(ctx, "c4", []byte(`"old"`))
-	a.Cache().SetFound(ctx, "c4", []byte(`"new"`))
-	if e, _ := b.Cache().Get(ctx, "c4"); string(e.Body) != `"old"` {
+	b.Cache().SetFound(ctx, "c4", answer("old"))
+	a.Cache().SetFound(ctx, "c4", answer("new"))
+	if e, _ := b.Cache().Get(ctx, "c4"); string(e.Body) != string(answer("old")) {
 		t.Fatalf("within L1TTL: got %s; want the first level's copy", e.Body)
 	}
 	clock.Advance(time.Minute)
-	if e, state := b.Cache().Get(ctx, "c4"); state != cache.Fresh || string(e.Body) != `"new"` {
+	if e, state := b.Cache().Get(ctx, "c4"); state != cache.Fresh || string(e.Body) != string(answer("new")) {
 		t.Errorf("after L1TTL: got %v %s; want Fresh \"new\" from Redis", state, e.Body)
 	}
 }
@@ -77,7 +77,7 @@ func TestCacheStaleWindowFromRedis(t *testing.T) {
 	clock := newTestClock()
 	a := newReplica(t, srv.URL(), clock, nil)
 	b := newReplica(t, srv.URL(), clock, nil)
-	a.Cache().SetFound(ctx, "c1", []byte(`"v"`))
+	a.Cache().SetFound(ctx, "c1", answer("v"))
 	clock.Advance(testTTL + time.Minute)
 	if _, state := b.Cache().Get(ctx, "c1"); state != cache.Stale {
 		t.Errorf("after TTL: got %v; want Stale", state)
@@ -95,7 +95,7 @@ func TestCacheKeyLayoutAndExpiry(t *testing.T) {
 	srv := redistest.Start(t)
 	a := newReplica(t, srv.URL(), nil, nil)
 	rdb := rawClient(t, srv.Addr)
-	a.Cache().SetFound(ctx, "c1", []byte(`"v"`))
+	a.Cache().SetFound(ctx, "c1", answer("v"))
 	a.Cache().SetNotFound(ctx, "c2")
 
 	cases := map[string]struct {
@@ -188,7 +188,7 @@ func TestCacheDeleteEvictsEverywhere(t *testing.T) {
 		n, err := rdb.PubSubNumSub(ctx, evictChannel).Result()
 		return err == nil && n[evictChannel] == 2
 	})
-	a.Cache().SetFound(ctx, "c1", []byte(`"v"`))
+	a.Cache().SetFound(ctx, "c1", answer("v"))
 	if _, state := b.Cache().Get(ctx, "c1"); state != cache.Fresh {
 		t.Fatalf("got %v; want Fresh", state)
 	}
@@ -214,7 +214,7 @@ func TestCacheNotFoundWithoutNegativeCaching(t *testing.T) {
 	a := newReplica(t, srv.URL(), nil, func(o *Options) {
 		o.L1 = cache.New(cache.Options{TTL: testTTL, StaleTTL: testStale, MaxEntries: 100})
 	})
-	a.Cache().SetFound(ctx, "c1", []byte(`"v"`))
+	a.Cache().SetFound(ctx, "c1", answer("v"))
 	a.Cache().SetNotFound(ctx, "c1")
 	if _, state := a.Cache().Get(ctx, "c1"); state != cache.Miss {
 		t.Errorf("got %v; want Miss", state)

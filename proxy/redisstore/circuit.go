@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
@@ -29,14 +30,36 @@ type circuit struct {
 // next operation may probe at once.
 var errAbandoned = errors.New("operation abandoned by its caller")
 
-func newCircuit(retryAfter time.Duration, m *metrics.Metrics, log *slog.Logger) *circuit {
+// errLate marks an operation that failed while Redis answered others
+// that started after it: Redis is there, and the operation was late on
+// this replica's side (a starved CPU, a burst of work).
+var errLate = errors.New("operation late while Redis answered others")
+
+// excluded reports whether err says nothing about Redis being away: the
+// caller went away, no connection of the pool was free in time (this
+// replica's own congestion), or Redis answered other operations
+// meanwhile. Such an operation is not counted and leaves the circuit as
+// it was.
+func excluded(err error) bool {
+	return errors.Is(err, errAbandoned) || errors.Is(err, errLate) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
+}
+
+// degraded reports whether the circuit is not closed: the replica uses
+// its own state, or is probing Redis.
+func (c *circuit) degraded() bool { return c.cb.State() != gobreaker.StateClosed }
+
+// newCircuit returns a closed circuit. onDegraded is called, with the
+// breaker's lock held, when the replica starts (true) or stops (false)
+// using its own state instead of Redis.
+func newCircuit(retryAfter time.Duration, m *metrics.Metrics, log *slog.Logger, onDegraded func(bool)) *circuit {
 	c := &circuit{metrics: m}
 	c.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "redis",
 		MaxRequests: 1,
 		Timeout:     retryAfter,
 		ReadyToTrip: func(gobreaker.Counts) bool { return true },
-		IsExcluded:  func(err error) bool { return errors.Is(err, errAbandoned) },
+		IsExcluded:  excluded,
 		// Called with the breaker's lock held: it must not call c.cb.
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			switch {
@@ -49,6 +72,9 @@ func newCircuit(retryAfter time.Duration, m *metrics.Metrics, log *slog.Logger) 
 					"error", err, "probe_every", retryAfter.String())
 			case to == gobreaker.StateClosed:
 				log.Info("Redis answers again; sharing cache, rate limits and upstream calls through it")
+			}
+			if (from == gobreaker.StateClosed) != (to == gobreaker.StateClosed) {
+				onDegraded(to != gobreaker.StateClosed)
 			}
 		},
 	})
@@ -64,7 +90,7 @@ func (c *circuit) allow() (done func(error), ok bool) {
 		return nil, false
 	}
 	return func(err error) {
-		if err != nil && !errors.Is(err, errAbandoned) {
+		if err != nil && !excluded(err) {
 			c.metrics.RedisError()
 			c.lastErr.Store(&err)
 		}

@@ -30,7 +30,7 @@ func TestRedisUnreachableFallsBackToLocal(t *testing.T) {
 	if _, state := a.Cache().Get(ctx, "c1"); state != cache.Miss {
 		t.Errorf("Get: %v; want Miss", state)
 	}
-	a.Cache().SetFound(ctx, "c1", []byte(`"v"`))
+	a.Cache().SetFound(ctx, "c1", answer("v"))
 	e, state := a.Cache().Get(ctx, "c1")
 	if state != cache.Fresh {
 		t.Fatalf("Get after SetFound: %v; want Fresh from the first level", state)
@@ -113,7 +113,7 @@ func TestRedisRecovers(t *testing.T) {
 	gatewaytest.WaitFor(t, 10*time.Second, "an answer cached on a to be seen on b", func() bool {
 		n++
 		id := "c" + strings.Repeat("x", n)
-		a.Cache().SetFound(ctx, id, []byte(`"v"`))
+		a.Cache().SetFound(ctx, id, answer("v"))
 		_, state := b.Cache().Get(ctx, id)
 		return state == cache.Fresh
 	})
@@ -142,5 +142,20 @@ func TestNewRejectsBadURL(t *testing.T) {
 				t.Errorf("the error shows the password: %v", err)
 			}
 		})
+	}
+}
+
+// After Close, operations fall back at once instead of waiting.
+func TestClosedBackendFallsBack(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newReplica(t, srv.URL(), nil, nil)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, state := a.Cache().Get(ctx, "c1"); state != cache.Miss {
+		t.Errorf("Get after Close: %v; want Miss", state)
+	}
+	if unlock, err := a.Locker().TryLock(ctx, "c1", time.Minute); unlock != nil || err == nil {
+		t.Errorf("TryLock after Close: %v, %v; want an error", unlock != nil, err)
 	}
 }

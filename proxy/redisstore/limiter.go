@@ -57,9 +57,9 @@ func (l *Buckets) Allow(ctx context.Context, key string, p ratelimit.Policy) rat
 		return l.local.Allow(key, p)
 	}
 	var r []int64
-	if l.conn.do(ctx, func(ctx context.Context) error {
+	if l.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
 		var err error
-		r, err = gcra.Run(ctx, l.conn.rdb, []string{rateKey(key)}, p.Rate, p.Burst).Int64Slice()
+		r, err = gcra.Run(ctx, rdb, []string{rateKey(key)}, p.Rate, p.Burst).Int64Slice()
 		return err
 	}) && len(r) == 4 {
 		return ratelimit.Decision{

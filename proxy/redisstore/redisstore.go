@@ -18,9 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
@@ -75,6 +78,15 @@ type Options struct {
 	// goes away and comes back. Both required.
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+	// Shared, if not nil, receives shared mode's own metrics: whether
+	// the replica is degraded to local state, and the invalid entries
+	// read back from Redis.
+	Shared *metrics.Shared
+
+	// Credentials, if not nil, returns the credentials in force: an
+	// answer read back from Redis that holds one of them is refused, as
+	// an upstream answer would be.
+	Credentials func() (key, account string)
 }
 
 // Backend is the gateway's shared state in Redis. Its TwoLevelCache, Buckets
@@ -85,8 +97,12 @@ type Backend struct {
 	cache   *TwoLevelCache
 	limiter *Buckets
 	locker  *Election
+	log     *slog.Logger
+	ctx     context.Context // ends with Close
 	stop    context.CancelFunc
 	done    chan struct{}
+
+	rotate sync.Mutex // serialises SetURL and Close
 }
 
 // New connects to Redis as o says. It fails only on an invalid URL or
@@ -110,28 +126,100 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 	if o.L1TTL <= 0 {
 		o.L1TTL = min(o.L1.Options().TTL, DefaultL1TTL)
 	}
+	w := newWaiters()
 	c := &conn{
-		rdb:     tgt.client(),
-		timeout: o.Timeout,
-		circuit: newCircuit(o.RetryAfter, o.Metrics, o.Logger),
+		timeout:  o.Timeout,
+		poolWait: poolWaitFactor * o.Timeout,
+		epoch:    time.Now(),
 	}
+	c.circuit = newCircuit(o.RetryAfter, o.Metrics, o.Logger, func(degraded bool) {
+		if degraded {
+			// Messages may be lost until the subscription is confirmed again.
+			w.subscribed.Store(false)
+		}
+		if o.Shared != nil {
+			o.Shared.Degraded(degraded)
+		}
+	})
 	ctx, stop := context.WithCancel(ctx)
 	s := &Backend{
-		conn:    c,
-		cache:   &TwoLevelCache{conn: c, l1: o.L1, opts: o.L1.Options(), l1TTL: o.L1TTL, log: o.Logger},
+		conn: c,
+		cache: &TwoLevelCache{conn: c, l1: o.L1, opts: o.L1.Options(), l1TTL: o.L1TTL, log: o.Logger,
+			shared: o.Shared, credentials: o.Credentials},
 		limiter: &Buckets{conn: c, local: o.Local},
-		locker:  &Election{conn: c},
+		locker:  &Election{conn: c, waits: w},
+		log:     o.Logger,
+		ctx:     ctx,
 		stop:    stop,
 		done:    make(chan struct{}),
 	}
-	if c.do(ctx, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }) {
-		o.Logger.Info("sharing cache, rate limits and upstream calls through Redis", "redis", tgt.String())
-	}
+	s.connect(tgt)
 	go func() {
 		defer close(s.done)
-		s.cache.watchEvictions(ctx)
+		s.probe(ctx, o.RetryAfter)
 	}()
 	return s, nil
+}
+
+// poolWaitFactor times the operation timeout bounds the wait for a free
+// connection. That wait is this replica's own congestion, not a failure
+// of Redis: it is not counted, and does not eat into the operation's
+// timeout.
+const poolWaitFactor = 10
+
+// connect makes tgt's client the one every operation uses, starts its
+// subscription, and pings it. The caller holds s.rotate or is New.
+func (s *Backend) connect(tgt target) *client {
+	cl := &client{rdb: tgt.client(), slots: semaphore.NewWeighted(int64(tgt.poolSize())), done: make(chan struct{})}
+	ctx, stop := context.WithCancel(s.ctx)
+	cl.stop = stop
+	s.locker.waits.subscribed.Store(false)
+	s.conn.cur.Store(cl)
+	go func() {
+		defer close(cl.done)
+		s.listen(ctx, cl)
+	}()
+	if s.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error { return rdb.Ping(ctx).Err() }) {
+		s.log.Info("sharing cache, rate limits and upstream calls through Redis", "redis", tgt.String())
+	}
+	return cl
+}
+
+// SetURL connects to the Redis at url, which replaces the current one:
+// once the new client is in use, the old one is closed, after the
+// operations in flight on it have ended. An invalid url changes nothing
+// and is returned as an error that does not show it.
+func (s *Backend) SetURL(url string) error {
+	tgt, err := parseURL(url, s.conn.timeout)
+	if err != nil {
+		return err
+	}
+	s.rotate.Lock()
+	defer s.rotate.Unlock()
+	if s.ctx.Err() != nil {
+		return errors.New("redisstore: closed")
+	}
+	old := s.conn.cur.Load()
+	s.connect(tgt)
+	return old.close()
+}
+
+// probe pings Redis every interval while the circuit is not closed, so
+// that a replica without traffic also finds Redis back, until ctx is
+// done.
+func (s *Backend) probe(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s.conn.circuit.degraded() {
+				s.conn.do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error { return rdb.Ping(ctx).Err() })
+			}
+		}
+	}
 }
 
 // Cache returns the two-level answer cache.
@@ -146,41 +234,125 @@ func (s *Backend) Locker() *Election { return s.locker }
 
 // Close stops applying evictions and closes the connections to Redis.
 func (s *Backend) Close() error {
+	s.rotate.Lock()
+	defer s.rotate.Unlock()
 	s.stop()
 	<-s.done
-	return s.conn.rdb.Close()
+	return s.conn.cur.Load().close()
 }
 
-// conn is the Redis client with its operation timeout and circuit. Every
-// operation goes through do.
+// client is one Redis client and its subscription. A new URL replaces it
+// with another.
+type client struct {
+	rdb redis.UniversalClient
+	// slots bounds the operations in flight to the client's pool size,
+	// so that none of them waits for a connection inside its timeout.
+	slots *semaphore.Weighted
+	stop  context.CancelFunc // ends the subscription
+	done  chan struct{}      // closed when the subscription has ended
+
+	mu     sync.RWMutex // held for reading by each operation
+	closed bool
+}
+
+// close ends c's subscription, waits for its operations in flight and
+// closes it.
+func (c *client) close() error {
+	c.stop()
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.rdb.Close()
+}
+
+// conn is the current Redis client with its operation timeout and
+// circuit. Every operation goes through do.
 type conn struct {
-	rdb     redis.UniversalClient
-	timeout time.Duration
-	circuit *circuit
+	cur      atomic.Pointer[client]
+	timeout  time.Duration
+	poolWait time.Duration
+	circuit  *circuit
+	// lastAnswer is when Redis last answered an operation, as time
+	// since epoch (monotonic).
+	lastAnswer atomic.Int64
+	epoch      time.Time
 }
 
-// do runs op within the operation timeout, unless the circuit says to
-// leave Redis alone. It reports whether Redis answered; redis.Nil (no
-// such key) is an answer. A failure is counted and opens the circuit. A
-// caller that goes away says nothing about Redis and changes nothing.
-func (c *conn) do(ctx context.Context, op func(context.Context) error) bool {
-	done, ok := c.circuit.allow()
-	if !ok {
-		return false
+// now returns the time since c.epoch.
+func (c *conn) now() int64 { return int64(time.Since(c.epoch)) }
+
+// acquire returns the current client, held for reading: the caller
+// calls its mu.RUnlock when done. It returns nil once the Backend is
+// closed.
+func (c *conn) acquire() *client {
+	for {
+		cl := c.cur.Load()
+		cl.mu.RLock()
+		if !cl.closed {
+			return cl
+		}
+		cl.mu.RUnlock()
+		// A new client is stored before the old one is closed: a closed
+		// current client means the Backend is closed.
+		if c.cur.Load() == cl {
+			return nil
+		}
 	}
+}
+
+// do runs op on the current client within the operation timeout, unless
+// the circuit says to leave Redis alone. It reports whether Redis
+// answered; redis.Nil (no such key) is an answer. A failure is counted
+// and opens the circuit. A caller that goes away, a wait for a free
+// connection, or an operation that failed while Redis answered others,
+// says nothing about Redis being away and changes nothing.
+func (c *conn) do(ctx context.Context, op func(context.Context, redis.UniversalClient) error) bool {
+	ok, _ := c.run(ctx, op)
+	return ok
+}
+
+// run is do, and also reports whether op failed late: while Redis
+// answered other operations. An idempotent operation may then be tried
+// again.
+func (c *conn) run(ctx context.Context, op func(context.Context, redis.UniversalClient) error) (ok, late bool) {
+	cl := c.acquire()
+	if cl == nil {
+		return false, false
+	}
+	defer cl.mu.RUnlock()
+	wctx, cancel := context.WithTimeout(ctx, c.poolWait)
+	err := cl.slots.Acquire(wctx, 1)
+	cancel()
+	if err != nil {
+		return false, false
+	}
+	defer cl.slots.Release(1)
+
+	done, allowed := c.circuit.allow()
+	if !allowed {
+		return false, false
+	}
+	began := c.now()
 	octx, cancel := context.WithTimeout(ctx, c.timeout)
-	err := op(octx)
+	err = op(octx, cl.rdb)
 	cancel()
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
+		c.lastAnswer.Store(c.now())
 		done(nil)
-		return true
+		return true, false
 	case ctx.Err() != nil:
 		done(errAbandoned)
-		return false
+		return false, false
+	case c.lastAnswer.Load() > began:
+		// Redis answered another operation meanwhile: it is there, and
+		// this one was late on this replica's side (a starved CPU, say).
+		done(errLate)
+		return false, true
 	default:
 		done(err)
-		return false
+		return false, false
 	}
 }
 

@@ -138,3 +138,9 @@ func blackhole(t *testing.T) string {
 	})
 	return l.Addr().String()
 }
+
+// answer returns the gateway's encoded answer for id, as the upstream
+// client writes it.
+func answer(id string) []byte {
+	return []byte(`{"signUpUrl":"https://www.bluetape.com/signup?id=` + id + `"}`)
+}

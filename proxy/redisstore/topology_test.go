@@ -22,8 +22,8 @@ func TestSentinelURL(t *testing.T) {
 	url := sentinel.URL() + "?master_name=mymaster"
 	a := newReplica(t, url, nil, nil)
 	b := newReplica(t, url, nil, nil)
-	if _, ok := a.conn.rdb.(*redis.Client); !ok {
-		t.Fatalf("client %T; want the failover *redis.Client", a.conn.rdb)
+	if _, ok := a.conn.cur.Load().rdb.(*redis.Client); !ok {
+		t.Fatalf("client %T; want the failover *redis.Client", a.conn.cur.Load().rdb)
 	}
 	provesSharing(t, a, b, rawClient(t, primary.Addr))
 }
@@ -35,8 +35,8 @@ func TestClusterURL(t *testing.T) {
 	url := node.URL() + "?addr=" + node.Addr
 	a := newReplica(t, url, nil, nil)
 	b := newReplica(t, url, nil, nil)
-	if _, ok := a.conn.rdb.(*redis.ClusterClient); !ok {
-		t.Fatalf("client %T; want *redis.ClusterClient", a.conn.rdb)
+	if _, ok := a.conn.cur.Load().rdb.(*redis.ClusterClient); !ok {
+		t.Fatalf("client %T; want *redis.ClusterClient", a.conn.cur.Load().rdb)
 	}
 	provesSharing(t, a, b, rawClient(t, node.Addr))
 }

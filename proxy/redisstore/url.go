@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 	"strings"
 	"time"
 
@@ -86,6 +87,28 @@ func (t target) client() redis.UniversalClient {
 	}
 }
 
+// poolSize returns the size of t's connection pool (per node for a
+// Cluster), set by degradeFast and its variants.
+func (t target) poolSize() int {
+	switch {
+	case t.sentinel != nil:
+		return t.sentinel.PoolSize
+	case t.cluster != nil:
+		return t.cluster.PoolSize
+	default:
+		return t.server.PoolSize
+	}
+}
+
+// defaultPoolSize is go-redis's default pool size, made explicit so that
+// the gateway bounds its operations in flight to it.
+func defaultPoolSize(n int) int {
+	if n > 0 {
+		return n
+	}
+	return 10 * runtime.GOMAXPROCS(0)
+}
+
 // String says where t leads, for the log, without credentials.
 func (t target) String() string {
 	switch {
@@ -102,6 +125,8 @@ func (t target) String() string {
 // or retry: the caller has a local fallback, and a slow answer costs more
 // than a missed one.
 func degradeFast(o *redis.Options, timeout time.Duration) {
+	o.PoolSize = defaultPoolSize(o.PoolSize)
+	o.MinIdleConns = max(o.MinIdleConns, o.PoolSize)
 	o.DialTimeout = timeout
 	o.ReadTimeout = timeout
 	o.WriteTimeout = timeout
@@ -117,6 +142,8 @@ func degradeFast(o *redis.Options, timeout time.Duration) {
 // settings apply to its connections to the Sentinels and to the primary
 // alike. (It never uses maintenance notifications.)
 func degradeFastSentinel(o *redis.FailoverOptions, timeout time.Duration) {
+	o.PoolSize = defaultPoolSize(o.PoolSize)
+	o.MinIdleConns = max(o.MinIdleConns, o.PoolSize)
 	o.DialTimeout = timeout
 	o.ReadTimeout = timeout
 	o.WriteTimeout = timeout
@@ -137,6 +164,8 @@ func degradeFastSentinel(o *redis.FailoverOptions, timeout time.Duration) {
 // COMMAND, under a lock shared by all operations and with a timeout of
 // its own, whenever it has not got it yet.
 func degradeFastCluster(o *redis.ClusterOptions, timeout time.Duration) {
+	o.PoolSize = defaultPoolSize(o.PoolSize)
+	o.MinIdleConns = max(o.MinIdleConns, o.PoolSize)
 	o.DialTimeout = timeout
 	o.ReadTimeout = timeout
 	o.WriteTimeout = timeout

@@ -79,10 +79,10 @@ var standardMetrics = []string{
 	"process_open_fds", "process_max_fds", "process_start_time_seconds",
 }
 
-// sharedModeMetrics are exported only while GATEWAY_REDIS_URL is set:
-// bluetape_gateway_redis_degraded is 1 while a replica serves from local
-// state because Redis is unreachable.
-var sharedModeMetrics = []string{"bluetape_gateway_redis_degraded"}
+// sharedModeMetrics are exported only in shared mode (GATEWAY_REDIS_URL or
+// GATEWAY_REDIS_URL_FILE set), such as bluetape_gateway_redis_degraded,
+// 1 while a replica serves from local state because Redis is unreachable.
+var sharedModeMetrics = metrics.SharedNames()
 
 // hitRatioResults are the cache results that count as hits in the hit
 // ratio, wherever it is computed (alerts, dashboard, documentation): every

@@ -51,10 +51,11 @@ const (
 	// serves a class; the NetworkPolicy selects it by the Ingress's class.
 	ingressClassLabel = "bluetape-gateway/ingress-class"
 	minReplicas       = 2
-	// envRedisURLFile names the file holding the Redis URL, which may carry
-	// a password.
-	envRedisURLFile = "GATEWAY_REDIS_URL_FILE"
 )
+
+// envRedisURLFile names the file holding the Redis URL, which may carry a
+// password.
+const envRedisURLFile = config.EnvRedisURLFile
 
 // redisPorts are the ports of the Redis URL forms the gateway accepts:
 // redis:// (6379), rediss:// (6380) and Sentinel (26379). With Redis

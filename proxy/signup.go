@@ -25,6 +25,10 @@ type requestState struct {
 	cache    string // cache lookup result, "" if none
 	upstream string // upstream outcome, "" if not called
 	shared   bool   // answered by another request's upstream call
+
+	// unregistered is set for a caller authenticated by a token whose
+	// subject has no entry: its metric label is callers.Unregistered.
+	unregistered bool
 }
 
 // serveSignup runs the signup pipeline: concurrency cap, authentication,

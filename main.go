@@ -127,7 +127,7 @@ func start(ctx context.Context, o startOptions) error {
 		if registry, err = config.NewWatched(cfg.CallersFile, callers.Parse); err != nil {
 			return fmt.Errorf("%s: %w", config.EnvCallersFile, err)
 		}
-	} else {
+	} else if cfg.JWTIssuer == "" {
 		log.Warn("GATEWAY_CALLERS_FILE is not set: the API is open to anyone who can reach it, and callers are told apart by IP address")
 	}
 

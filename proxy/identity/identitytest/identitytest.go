@@ -134,12 +134,18 @@ func newIssuer(t testing.TB, tlsServer bool, keys []Key) *Issuer {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		_ = json.NewEncoder(w).Encode(set)
 	})
+	// The URL is set before the server starts: the handlers read it.
+	is.Server = httptest.NewUnstartedServer(mux)
 	if tlsServer {
-		is.Server = httptest.NewTLSServer(mux)
+		is.URL = "https://" + is.Server.Listener.Addr().String()
+		is.Server.StartTLS()
 	} else {
-		is.Server = httptest.NewServer(mux)
+		is.URL = "http://" + is.Server.Listener.Addr().String()
+		is.Server.Start()
 	}
-	is.URL = is.Server.URL
+	if is.URL != is.Server.URL {
+		t.Fatalf("issuer URL %s; server URL %s", is.URL, is.Server.URL)
+	}
 	t.Cleanup(is.Server.Close)
 	return is
 }

@@ -3,7 +3,6 @@ package identity
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -164,7 +163,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 			t.Errorf("with keys loaded, Run waits %v; want the refresh interval", w)
 		}
 	}
-	v.tokens.delete(sha256.Sum256([]byte(tok)))
+	v.tokens.delete(tok)
 	if !v.Ready() {
 		t.Error("not ready after a failed refresh")
 	}

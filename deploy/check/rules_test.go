@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -48,7 +49,10 @@ const (
 	monitoringNamespace = "monitoring"
 	namespaceNameLabel  = "kubernetes.io/metadata.name"
 	redisPort           = 6379
-	minReplicas         = 2
+	// apiServerPort is where the Kubernetes API server usually listens
+	// behind the kubernetes Service.
+	apiServerPort = 6443
+	minReplicas   = 2
 )
 
 // goRuntimeEnv are variables read by the Go runtime rather than by the
@@ -90,6 +94,7 @@ var deployRules = []deployRule{
 	{"shutdown", checkShutdown},
 	{"security-context", checkSecurityContext},
 	{"service-account", checkServiceAccount},
+	{"issuer-discovery", checkIssuerDiscovery},
 	{"resources", checkResources},
 	{"topology-spread", checkTopologySpread},
 	{"image", checkImage},
@@ -238,7 +243,7 @@ func selects(sel *metav1.LabelSelector, set labels.Set) (bool, error) {
 
 func checkKinds(r *rendered) []string {
 	var problems []string
-	want := []string{"ServiceAccount", "Deployment", "Service", "Ingress", "NetworkPolicy",
+	want := []string{"ServiceAccount", "ClusterRoleBinding", "Deployment", "Service", "Ingress", "NetworkPolicy",
 		"PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor"}
 	if r.monitoring {
 		want = append(want, "PrometheusRule")
@@ -266,10 +271,16 @@ func checkNamesAndLabels(r *rendered) []string {
 	var problems []string
 	namespaces := make(map[string]bool)
 	for _, o := range r.objects {
-		if o.Namespace == "" && o.Kind != "Namespace" {
-			problems = append(problems, fmt.Sprintf("%s: no namespace", o))
+		if clusterScoped(o.Kind) {
+			if o.Namespace != "" {
+				problems = append(problems, fmt.Sprintf("%s: a cluster-scoped object has a namespace", o))
+			}
+		} else {
+			if o.Namespace == "" {
+				problems = append(problems, fmt.Sprintf("%s: no namespace", o))
+			}
+			namespaces[o.Namespace] = true
 		}
-		namespaces[o.Namespace] = true
 		for _, msg := range validation.IsDNS1123Subdomain(o.Name) {
 			problems = append(problems, fmt.Sprintf("%s: name: %s", o, msg))
 		}
@@ -290,6 +301,9 @@ func checkNamesAndLabels(r *rendered) []string {
 	}
 	return problems
 }
+
+// clusterScoped reports whether objects of kind have no namespace.
+func clusterScoped(kind string) bool { return kind == "Namespace" || kind == "ClusterRoleBinding" }
 
 func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 	return func(yield func(K) bool) {
@@ -602,6 +616,10 @@ func checkSecretFiles(r *rendered) []string {
 			if e.Name == config.EnvConfig {
 				continue
 			}
+			if v.Projected != nil && (e.Name == config.EnvJWTCAFile || e.Name == config.EnvJWTAuthTokenFile) {
+				problems = append(problems, checkIdentityFile(w, e.Name, v, rel)...)
+				continue
+			}
 			if v.Secret == nil {
 				problems = append(problems, fmt.Sprintf("%s: %s=%q: volume %q is not a Secret", w, e.Name, p, v.Name))
 				continue
@@ -625,6 +643,58 @@ func checkSecretFiles(r *rendered) []string {
 		}
 		return problems
 	})
+}
+
+// checkIdentityFile checks the file of the gateway's own service-account
+// token or of the cluster's CA in a projected volume: the token is
+// projected (the kubelet rotates it) for the API server's default audience,
+// the CA comes from the kube-root-ca.crt ConfigMap every namespace has.
+func checkIdentityFile(w workload, env string, v corev1.Volume, rel string) []string {
+	for _, src := range v.Projected.Sources {
+		switch {
+		case env == config.EnvJWTAuthTokenFile && src.ServiceAccountToken != nil && src.ServiceAccountToken.Path == rel:
+			if src.ServiceAccountToken.Audience != "" {
+				return []string{fmt.Sprintf("%s: %s: the token's audience is %q; the API server takes its default audience only",
+					w, env, src.ServiceAccountToken.Audience)}
+			}
+			return nil
+		case env == config.EnvJWTCAFile && src.ConfigMap != nil && src.ConfigMap.Name == "kube-root-ca.crt":
+			if slices.ContainsFunc(src.ConfigMap.Items, func(it corev1.KeyToPath) bool { return it.Key == "ca.crt" && it.Path == rel }) {
+				return nil
+			}
+		}
+	}
+	return []string{fmt.Sprintf("%s: %s: projected volume %q provides no %q from the expected source", w, env, v.Name, rel)}
+}
+
+// checkIssuerDiscovery checks that, when the gateway verifies callers'
+// tokens, its ServiceAccount may read the API server's discovery document
+// and keys, and nothing else.
+func checkIssuerDiscovery(r *rendered) []string {
+	var problems []string
+	bindings := typedObjects[*rbacv1.ClusterRoleBinding](r.objects)
+	for _, b := range bindings {
+		obj := "ClusterRoleBinding/" + b.Name
+		if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != "system:service-account-issuer-discovery" {
+			problems = append(problems, fmt.Sprintf("%s: binds %s %q; the gateway needs system:service-account-issuer-discovery only",
+				obj, b.RoleRef.Kind, b.RoleRef.Name))
+		}
+	}
+	return append(problems, forEachWorkload(r, func(w workload) []string {
+		if _, ok := w.env[config.EnvJWTIssuer]; !ok {
+			return nil
+		}
+		sa := w.d.Spec.Template.Spec.ServiceAccountName
+		for _, b := range bindings {
+			for _, s := range b.Subjects {
+				if s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == w.d.Namespace {
+					return nil
+				}
+			}
+		}
+		return []string{fmt.Sprintf("%s: %s is set but no ClusterRoleBinding lets ServiceAccount %s/%s read the issuer's keys",
+			w, config.EnvJWTIssuer, w.d.Namespace, sa)}
+	})...)
 }
 
 func checkShutdown(r *rendered) []string {
@@ -991,6 +1061,12 @@ func checkNetworkPolicy(r *rendered) []string {
 		}
 		allowedEgress := []protoPort{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}, {corev1.ProtocolTCP, 443}}
 		requiredEgress := slices.Clone(allowedEgress)
+		if _, ok := w.env[config.EnvJWTIssuer]; ok {
+			// The API server behind the kubernetes Service, as
+			// NetworkPolicies see it: its translated port.
+			allowedEgress = append(allowedEgress, protoPort{corev1.ProtocolTCP, apiServerPort})
+			requiredEgress = append(requiredEgress, protoPort{corev1.ProtocolTCP, apiServerPort})
+		}
 		if _, ok := w.env[config.EnvRedisURL]; ok {
 			allowedEgress = append(allowedEgress, protoPort{corev1.ProtocolTCP, redisPort})
 			requiredEgress = append(requiredEgress, protoPort{corev1.ProtocolTCP, redisPort})
@@ -1064,7 +1140,7 @@ func checkNetworkPolicy(r *rendered) []string {
 				}
 				for _, p := range ports {
 					if !slices.Contains(allowedEgress, p) {
-						problems = append(problems, fmt.Sprintf("%s: port %s; egress is DNS, HTTPS and (with Redis) %d only", what, p, redisPort))
+						problems = append(problems, fmt.Sprintf("%s: port %s; egress is DNS, HTTPS, (with an issuer) %d and (with Redis) %d only", what, p, apiServerPort, redisPort))
 					}
 				}
 				egress = append(egress, ports...)

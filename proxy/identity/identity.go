@@ -336,24 +336,19 @@ func (v *Verifier) Ready() bool {
 // tells a token for the Verifier from an opaque static token; it checks
 // nothing else.
 func IsJWT(token string) bool {
-	parts := 0
-	n := 0
+	dots, last := 0, -1 // the number of dots, and the index of the last
 	for i := 0; i < len(token); i++ {
 		c := token[i]
-		switch {
-		case base64URL[c]:
-			n++
-		case c == '.':
-			if n == 0 {
-				return false
-			}
-			parts++
-			n = 0
-		default:
+		if base64URL[c] {
+			continue
+		}
+		if c != '.' || i == last+1 {
 			return false
 		}
+		dots++
+		last = i
 	}
-	return parts == 2 && n > 0
+	return dots == 2 && last < len(token)-1
 }
 
 // base64URL marks the bytes of the base64url alphabet. A table lookup

@@ -25,6 +25,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/identity"
 	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/redisstore"
@@ -156,7 +157,7 @@ func start(ctx context.Context, o startOptions) error {
 		if registry, err = config.NewWatched(cfg.CallersFile, callers.Parse); err != nil {
 			return fmt.Errorf("%s: %w", config.EnvCallersFile, err)
 		}
-	} else {
+	} else if cfg.JWTIssuer == "" {
 		log.Warn("GATEWAY_CALLERS_FILE is not set: the API is open to anyone who can reach it, and callers are told apart by IP address")
 	}
 
@@ -195,6 +196,27 @@ func start(ctx context.Context, o startOptions) error {
 	}
 	var redisURL *config.Watched[config.Secret]
 	var rs *redisstore.Backend
+	var verifier *identity.Verifier
+	if cfg.JWTIssuer != "" {
+		verifier, err = identity.New(identity.Options{
+			Issuer:        cfg.JWTIssuer,
+			Audience:      cfg.JWTAudience,
+			JWKSURL:       cfg.JWTJWKSURL,
+			CAFile:        cfg.JWTCAFile,
+			AuthTokenFile: cfg.JWTAuthTokenFile,
+			Logger:        log,
+			OnFetch: func(err error) {
+				if err != nil {
+					m.JWKSFetchError()
+				}
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", config.EnvJWTIssuer, err)
+		}
+		opts.Verifier = verifier
+		log.Info("accepting tokens of an issuer", "issuer", cfg.JWTIssuer, "audience", cfg.JWTAudience)
+	}
 	if url := cfg.RedisURL.Reveal(); url != "" {
 		setting := config.EnvRedisURL
 		if cfg.RedisURLFile != "" {
@@ -227,6 +249,9 @@ func start(ctx context.Context, o startOptions) error {
 	}
 
 	go every(ctx, time.Minute, c.Sweep)
+	if verifier != nil {
+		go func() { _ = verifier.Run(ctx) }()
+	}
 	go every(ctx, time.Minute, limits.Sweep)
 	keyReport := reloadReporter(log, m, "api_key", config.EnvAPIKeyFile)
 	accountReport := reloadReporter(log, m, "account_id", config.EnvAccountIDFile)
@@ -253,9 +278,14 @@ func start(ctx context.Context, o startOptions) error {
 	})
 
 	var ready atomic.Bool
+	isReady := ready.Load
+	if verifier != nil {
+		// Until the issuer's keys are loaded, no token can be verified.
+		isReady = func() bool { return ready.Load() && verifier.Ready() }
+	}
 	err = serve.Run(ctx, serve.Options{
 		API:             gw.Handler(),
-		Admin:           proxy.Admin(proxy.AdminOptions{Gatherer: reg, Ready: ready.Load, Cache: opts.Cache, Token: adminToken, Logger: log}),
+		Admin:           proxy.Admin(proxy.AdminOptions{Gatherer: reg, Ready: isReady, Cache: opts.Cache, Token: adminToken, Logger: log}),
 		APIAddr:         cfg.ListenAddr,
 		AdminAddr:       cfg.AdminAddr,
 		DrainDelay:      cfg.DrainDelay,

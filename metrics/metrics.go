@@ -33,6 +33,7 @@ const (
 	RedisErrorsTotal        = namespace + "_redis_errors_total"
 	UpstreamRetriesTotal    = namespace + "_upstream_retries_total"
 	UpstreamInFlight        = namespace + "_upstream_in_flight"
+	JWKSFetchErrorsTotal    = namespace + "_jwks_fetch_errors_total"
 	BuildInfo               = namespace + "_build_info"
 )
 
@@ -43,7 +44,7 @@ func Names() []string {
 		RequestsTotal, RequestDuration, UpstreamRequestsTotal, UpstreamRequestDuration,
 		CacheLookupsTotal, CacheEntries, RateLimitedTotal, InFlightRequests,
 		CircuitBreakerState, SecretReloadErrorsTotal, RedisErrorsTotal,
-		UpstreamRetriesTotal, BuildInfo, UpstreamInFlight,
+		UpstreamRetriesTotal, JWKSFetchErrorsTotal, BuildInfo, UpstreamInFlight,
 	}
 }
 
@@ -90,6 +91,7 @@ type Metrics struct {
 	secretReloadErrs *prometheus.CounterVec
 	redisErrors      prometheus.Counter
 	retries          prometheus.Counter
+	jwksFetchErrors  prometheus.Counter
 
 	// byCode caches the request series of each status code, so the hot
 	// path does not hash a label value per request.
@@ -158,6 +160,10 @@ func New(reg prometheus.Registerer, version string, cacheEntries func() float64)
 			Namespace: namespace, Name: "upstream_in_flight",
 			Help: "Upstream calls in progress now, retries included, calls kept running for callers that went away too.",
 		}),
+		jwksFetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "jwks_fetch_errors_total",
+			Help: "Fetches of the token issuer's discovery document or key set that failed; the last good keys stay in force.",
+		}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -176,7 +182,7 @@ func New(reg prometheus.Registerer, version string, cacheEntries func() float64)
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.upstream, m.upstreamDuration,
 		m.cacheLookups, entries, m.rateLimited, m.inFlight, m.breakerState,
-		m.secretReloadErrs, m.redisErrors, m.retries, build, m.upstreamInFlight,
+		m.secretReloadErrs, m.redisErrors, m.retries, m.jwksFetchErrors, build, m.upstreamInFlight,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -306,6 +312,10 @@ func (m *Metrics) RedisError() { m.redisErrors.Inc() }
 
 // Retry counts an upstream retry.
 func (m *Metrics) Retry() { m.retries.Inc() }
+
+// JWKSFetchError counts a failed fetch of the token issuer's discovery
+// document or key set.
+func (m *Metrics) JWKSFetchError() { m.jwksFetchErrors.Inc() }
 
 // maxExemplarID is the longest request id attached as an exemplar: the
 // OpenMetrics limit is 128 characters for an exemplar's label names and

@@ -61,6 +61,7 @@ func exercise(t *testing.T) (*prometheus.Registry, *Metrics) {
 	m.RedisError()
 	m.Retry()
 	m.Retry()
+	m.JWKSFetchError()
 	return reg, m
 }
 
@@ -93,7 +94,7 @@ func TestGolden(t *testing.T) {
 	reg, _ := exercise(t)
 	for file, names := range map[string][]string{
 		"contract.txt": contractNames,
-		"extras.txt":   {InFlightRequests, CircuitBreakerState, SecretReloadErrorsTotal, RedisErrorsTotal, UpstreamRetriesTotal, UpstreamInFlight},
+		"extras.txt":   {InFlightRequests, CircuitBreakerState, SecretReloadErrorsTotal, RedisErrorsTotal, UpstreamRetriesTotal, UpstreamInFlight, JWKSFetchErrorsTotal},
 	} {
 		t.Run(file, func(t *testing.T) {
 			path := filepath.Join("testdata", file)

@@ -9,16 +9,18 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/identity"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 )
 
-// identify authenticates the caller when a registry is configured, and
-// returns the rate-limit key and policy that apply. Without a registry a
-// caller is its client address, as the IP extractor (see ipExtractor)
-// finds it; the key is then the address in canonical form, so that one
-// client has one bucket however a proxy spells its address.
+// identify authenticates the caller when a registry or a token verifier
+// is configured, and returns the rate-limit key and policy that apply.
+// Without either, a caller is its client address, as the IP extractor
+// (see ipExtractor) finds it; the key is then the address in canonical
+// form, so that one client has one bucket however a proxy spells its
+// address.
 func (g *Gateway) identify(c echo.Context, st *requestState) (string, ratelimit.Policy, error) {
-	if g.callers == nil {
+	if g.callers == nil && g.verifier == nil {
 		st.caller = callers.Anonymous
 		return clientKey(c.RealIP()), g.policy, nil
 	}
@@ -26,9 +28,44 @@ func (g *Gateway) identify(c echo.Context, st *requestState) (string, ratelimit.
 	if !ok {
 		return "", g.policy, errUnauthorized
 	}
-	caller, ok := g.callers().Authenticate(tok)
+	var reg *callers.Registry
+	if g.callers != nil {
+		reg = g.callers()
+	}
+	if g.verifier != nil && identity.IsJWT(tok) {
+		return g.identifyToken(c, st, reg, tok)
+	}
+	if reg == nil {
+		return "", g.policy, errInvalidToken
+	}
+	caller, ok := reg.Authenticate(tok)
 	if !ok {
-		return "", g.policy, errUnauthorized
+		return "", g.policy, errInvalidToken
+	}
+	st.caller = caller.Name
+	return caller.Name, callerPolicy(g.policy, caller), nil
+}
+
+// identifyToken authenticates a caller by a token of the issuer. A caller
+// the registry lists by subject is that entry, sharing its name and
+// bucket with the entry's static token; with a registry, any other
+// subject is refused. Without one, every subject has its own bucket at
+// the default policy, keyed apart from static callers' names (which
+// cannot contain a colon) and client addresses.
+func (g *Gateway) identifyToken(c echo.Context, st *requestState, reg *callers.Registry, tok string) (string, ratelimit.Policy, error) {
+	id, err := g.verifier.Verify(c.Request().Context(), tok)
+	if err != nil {
+		return "", g.policy, &apiError{status: http.StatusUnauthorized, reason: errInvalidToken.reason,
+			challenge: errInvalidToken.challenge, cause: err}
+	}
+	st.caller = id.Caller
+	if reg == nil {
+		st.unregistered = true
+		return "jwt:" + id.Subject, g.policy, nil
+	}
+	caller, ok := reg.BySubject(id.Subject)
+	if !ok {
+		return "", g.policy, errForbidden
 	}
 	st.caller = caller.Name
 	return caller.Name, callerPolicy(g.policy, caller), nil
@@ -76,7 +113,11 @@ func (g *Gateway) limit(c echo.Context, st *requestState, key string, p ratelimi
 	if d.Allowed {
 		return nil
 	}
-	g.metrics.RateLimited(st.caller)
+	label := st.caller
+	if st.unregistered {
+		label = callers.Unregistered
+	}
+	g.metrics.RateLimited(label)
 	return &apiError{status: http.StatusTooManyRequests,
 		reason: "Rate limit exceeded; retry after the time in Retry-After.", retryAfter: d.RetryAfter}
 }

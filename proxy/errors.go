@@ -21,6 +21,7 @@ type apiError struct {
 	status     int
 	reason     string
 	retryAfter time.Duration // sets Retry-After when positive
+	challenge  string        // sets WWW-Authenticate when not empty
 	cause      error
 }
 
@@ -42,7 +43,11 @@ var (
 		reason: "The customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -, and not . or .."}
 	errNotFound     = &apiError{status: http.StatusNotFound, reason: bluetape.ReasonNotFound}
 	errUnauthorized = &apiError{status: http.StatusUnauthorized,
-		reason: "A valid bearer token is required."}
+		reason: "A valid bearer token is required.", challenge: "Bearer"}
+	errInvalidToken = &apiError{status: http.StatusUnauthorized,
+		reason: "The bearer token is not valid.", challenge: `Bearer error="invalid_token"`}
+	errForbidden = &apiError{status: http.StatusForbidden,
+		reason: "The caller is not allowed: its identity has no entry in the callers file."}
 	errAtCapacity = &apiError{status: http.StatusServiceUnavailable,
 		reason: "The gateway is at capacity; retry shortly.", retryAfter: time.Second}
 	errShutdown = &apiError{status: http.StatusServiceUnavailable,
@@ -109,8 +114,8 @@ func writeError(c echo.Context, ae *apiError) {
 	if ae.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(ae.retryAfter)))
 	}
-	if status == http.StatusUnauthorized {
-		h.Set("WWW-Authenticate", `Bearer realm="bluetape-gateway"`)
+	if ae.challenge != "" {
+		h.Set("WWW-Authenticate", ae.challenge)
 	}
 	if status == http.StatusMethodNotAllowed {
 		h["Allow"] = allowGET

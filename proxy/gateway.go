@@ -4,6 +4,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/bluetape"
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
+	"github.com/bluetape/bluetape-gateway/proxy/identity"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/tracing"
 )
@@ -41,6 +43,10 @@ type Options struct {
 	// request must then carry a bearer token of a registered caller. If
 	// nil, the API is open and a caller is its client IP.
 	Callers func() *callers.Registry
+	// Verifier, if not nil, verifies the bearer tokens shaped as JSON Web
+	// Tokens; every request must then carry a bearer token, either one
+	// the Verifier accepts or a static token of a registered caller.
+	Verifier TokenVerifier
 	// TrustedProxies are the networks whose X-Forwarded-For is believed.
 	TrustedProxies []*net.IPNet
 	// MaxInFlight caps concurrent API requests; by default 4096. A
@@ -55,6 +61,12 @@ type Options struct {
 	Tracer *tracing.Tracer
 }
 
+// TokenVerifier verifies a caller's token of the configured issuer;
+// *identity.Verifier is one. Its errors mean the token is refused.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (identity.Identity, error)
+}
+
 // Gateway serves the API. Create it with New.
 type Gateway struct {
 	upstream *bluetape.Client
@@ -66,6 +78,7 @@ type Gateway struct {
 	policyHdr []string // RateLimit-Policy of the default policy
 	limits    Limiter
 	callers   func() *callers.Registry
+	verifier  TokenVerifier
 	maxFlight int64
 	inFlight  atomic.Int64
 
@@ -99,6 +112,7 @@ func New(o Options) (*Gateway, error) {
 		policy:    o.RateLimit,
 		limits:    o.Limits,
 		callers:   o.Callers,
+		verifier:  o.Verifier,
 		maxFlight: int64(o.MaxInFlight),
 		metrics:   o.Metrics,
 		log:       o.Logger,

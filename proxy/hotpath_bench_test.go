@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
+	"github.com/bluetape/bluetape-gateway/proxy/identity/identitytest"
 	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/tracing"
@@ -105,5 +107,55 @@ func BenchmarkMiss(b *testing.B) {
 		if w.h.Get("X-Cache") != "MISS" {
 			b.Fatalf("X-Cache %q; want MISS", w.h.Get("X-Cache"))
 		}
+	}
+}
+
+// BenchmarkHotPathAuthenticated is BenchmarkHotPath for an authenticated
+// caller: a static token of the callers file, and a service-account token
+// verified before (listed by subject, or without a callers file).
+func BenchmarkHotPathAuthenticated(b *testing.B) {
+	is := identitytest.NewIssuer(b, identitytest.RSA())
+	v := newTokenVerifier(b, is)
+	saToken := is.Token(b, identitytest.RSA(), "billing", "billing-api", time.Now())
+	reg, err := callers.Parse([]byte(authCallersYAML(authCaller{name: "static-caller", token: staticToken}) +
+		"  - name: billing-api\n    subject: system:serviceaccount:billing:billing-api\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	withRegistry := func(o *testOptions) { o.Callers = func() *callers.Registry { return reg } }
+	for _, bc := range []struct {
+		name  string
+		edit  func(*testOptions)
+		token string
+	}{
+		{"static token", withRegistry, staticToken},
+		{"service account, listed", func(o *testOptions) { withRegistry(o); o.Verifier = v }, saToken},
+		{"service account, no callers file", func(o *testOptions) { o.Verifier = v }, saToken},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			logs := logging.New(io.Discard, slog.LevelInfo)
+			b.Cleanup(func() { logs.Close() })
+			tg := newTestGateway(b, func(o *testOptions) {
+				o.RateLimit = ratelimit.Policy{Rate: 1e9, Burst: 1e9}
+				o.Logger = slog.New(logs)
+				bc.edit(o)
+			})
+			if resp, _ := tg.get(b, "/customers/hot/signup", bearer(bc.token)...); resp.StatusCode != 200 {
+				b.Fatalf("warming: status %d", resp.StatusCode)
+			}
+			h := tg.Handler()
+			req := httptest.NewRequest(http.MethodGet, "/customers/hot/signup", nil)
+			req.RemoteAddr = "10.1.2.3:40000"
+			req.Header.Set("Authorization", "Bearer "+bc.token)
+			w := &discardWriter{h: make(http.Header, 8)}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, req)
+			}
+			if w.h.Get("X-Cache") != "HIT" {
+				b.Fatalf("X-Cache %q; want HIT", w.h.Get("X-Cache"))
+			}
+		})
 	}
 }

@@ -32,6 +32,10 @@ type requestState struct {
 	// cache may answer it.
 	overCap bool
 	trace   tracing.Request
+
+	// unregistered is set for a caller authenticated by a token whose
+	// subject has no entry: its metric label is callers.Unregistered.
+	unregistered bool
 }
 
 // serveSignup runs the signup pipeline: authentication, rate limit, then

@@ -134,6 +134,26 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
   value: [NET_ADMIN]`),
 			rule: "security-context", want: "adds capabilities",
 		},
+		"issuer discovery bound to another role": {
+			kustomization: jsonPatch("ClusterRoleBinding", `
+- op: replace
+  path: /roleRef/name
+  value: cluster-admin`),
+			rule: "issuer-discovery", want: `binds ClusterRole "cluster-admin"`,
+		},
+		"own token for another audience": {
+			kustomization: deploymentPatch(`
+- op: add
+  path: /spec/template/spec/volumes/1/projected/sources/0/serviceAccountToken/audience
+  value: bluetape-gateway`),
+			rule: "secret-files", want: "the API server takes its default audience only",
+		},
+		"no egress to the API server": {
+			kustomization: jsonPatch("NetworkPolicy", `
+- op: remove
+  path: /spec/egress/2`),
+			rule: "network-policy", want: "no egress to 6443/TCP",
+		},
 		"runs as root": {
 			kustomization: deploymentPatch(`
 - op: replace
@@ -265,16 +285,16 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 			overlay: "redis",
 			kustomization: jsonPatch("NetworkPolicy", `
 - op: remove
-  path: /spec/egress/2/ports/2
+  path: /spec/egress/3/ports/2
 - op: remove
-  path: /spec/egress/2/ports/1`),
+  path: /spec/egress/3/ports/1`),
 			rule: "network-policy", want: "no egress to 6380/TCP",
 		},
 		"redis egress without Sentinel": {
 			overlay: "redis",
 			kustomization: jsonPatch("NetworkPolicy", `
 - op: remove
-  path: /spec/egress/2/ports/2`),
+  path: /spec/egress/3/ports/2`),
 			rule: "network-policy", want: "no egress to 26379/TCP",
 		},
 		"dns open to every address": {

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -50,7 +51,11 @@ const (
 	// ingressClassLabel marks the namespace of the ingress controller that
 	// serves a class; the NetworkPolicy selects it by the Ingress's class.
 	ingressClassLabel = "bluetape-gateway/ingress-class"
-	minReplicas       = 2
+	// apiServerPort is where the Kubernetes API server usually listens
+	// behind the kubernetes Service, as NetworkPolicies see it (after the
+	// Service's 443 is translated).
+	apiServerPort = 6443
+	minReplicas   = 2
 )
 
 // envRedisURLFile names the file holding the Redis URL, which may carry a
@@ -112,6 +117,7 @@ var deployRules = []deployRule{
 	{"shutdown", checkShutdown},
 	{"security-context", checkSecurityContext},
 	{"service-account", checkServiceAccount},
+	{"issuer-discovery", checkIssuerDiscovery},
 	{"resources", checkResources},
 	{"topology-spread", checkTopologySpread},
 	{"service", checkService},
@@ -258,7 +264,7 @@ func selects(sel *metav1.LabelSelector, set labels.Set) (bool, error) {
 
 func checkKinds(r *rendered) []string {
 	var problems []string
-	want := []string{"ServiceAccount", "Deployment", "Service", "Ingress", "NetworkPolicy",
+	want := []string{"ServiceAccount", "ClusterRoleBinding", "Deployment", "Service", "Ingress", "NetworkPolicy",
 		"PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor"}
 	if r.monitoring {
 		want = append(want, "PrometheusRule")
@@ -288,16 +294,25 @@ func checkNamespace(r *rendered) []string {
 	var problems []string
 	namespaces := make(map[string]bool)
 	for _, o := range r.objects {
-		if o.Namespace == "" && o.Kind != "Namespace" {
-			problems = append(problems, fmt.Sprintf("%s: no namespace", o))
+		if clusterScoped(o.Kind) {
+			if o.Namespace != "" {
+				problems = append(problems, fmt.Sprintf("%s: a cluster-scoped object has a namespace", o))
+			}
+		} else {
+			if o.Namespace == "" {
+				problems = append(problems, fmt.Sprintf("%s: no namespace", o))
+			}
+			namespaces[o.Namespace] = true
 		}
-		namespaces[o.Namespace] = true
 	}
 	if len(namespaces) > 1 {
 		problems = append(problems, fmt.Sprintf("objects span namespaces %v; want one", slices.Sorted(mapKeys(namespaces))))
 	}
 	return problems
 }
+
+// clusterScoped reports whether objects of kind have no namespace.
+func clusterScoped(kind string) bool { return kind == "Namespace" || kind == "ClusterRoleBinding" }
 
 func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 	return func(yield func(K) bool) {
@@ -519,6 +534,10 @@ func checkSecretFiles(r *rendered) []string {
 			if e.Name == config.EnvConfig {
 				continue
 			}
+			if v.Projected != nil && (e.Name == config.EnvJWTCAFile || e.Name == config.EnvJWTAuthTokenFile) {
+				problems = append(problems, checkIdentityFile(w, e.Name, v, rel)...)
+				continue
+			}
 			if v.Secret == nil {
 				problems = append(problems, fmt.Sprintf("%s: %s=%q: volume %q is not a Secret", w, e.Name, p, v.Name))
 				continue
@@ -542,6 +561,58 @@ func checkSecretFiles(r *rendered) []string {
 		}
 		return problems
 	})
+}
+
+// checkIdentityFile checks the file of the gateway's own service-account
+// token or of the cluster's CA in a projected volume: the token is
+// projected (the kubelet rotates it) for the API server's default audience,
+// the CA comes from the kube-root-ca.crt ConfigMap every namespace has.
+func checkIdentityFile(w workload, env string, v corev1.Volume, rel string) []string {
+	for _, src := range v.Projected.Sources {
+		switch {
+		case env == config.EnvJWTAuthTokenFile && src.ServiceAccountToken != nil && src.ServiceAccountToken.Path == rel:
+			if src.ServiceAccountToken.Audience != "" {
+				return []string{fmt.Sprintf("%s: %s: the token's audience is %q; the API server takes its default audience only",
+					w, env, src.ServiceAccountToken.Audience)}
+			}
+			return nil
+		case env == config.EnvJWTCAFile && src.ConfigMap != nil && src.ConfigMap.Name == "kube-root-ca.crt":
+			if slices.ContainsFunc(src.ConfigMap.Items, func(it corev1.KeyToPath) bool { return it.Key == "ca.crt" && it.Path == rel }) {
+				return nil
+			}
+		}
+	}
+	return []string{fmt.Sprintf("%s: %s: projected volume %q provides no %q from the expected source", w, env, v.Name, rel)}
+}
+
+// checkIssuerDiscovery checks that, when the gateway verifies callers'
+// tokens, its ServiceAccount may read the API server's discovery document
+// and keys, and nothing else.
+func checkIssuerDiscovery(r *rendered) []string {
+	var problems []string
+	bindings := typedObjects[*rbacv1.ClusterRoleBinding](r.objects)
+	for _, b := range bindings {
+		obj := "ClusterRoleBinding/" + b.Name
+		if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != "system:service-account-issuer-discovery" {
+			problems = append(problems, fmt.Sprintf("%s: binds %s %q; the gateway needs system:service-account-issuer-discovery only",
+				obj, b.RoleRef.Kind, b.RoleRef.Name))
+		}
+	}
+	return append(problems, forEachWorkload(r, func(w workload) []string {
+		if _, ok := w.env[config.EnvJWTIssuer]; !ok {
+			return nil
+		}
+		sa := w.d.Spec.Template.Spec.ServiceAccountName
+		for _, b := range bindings {
+			for _, s := range b.Subjects {
+				if s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == w.d.Namespace {
+					return nil
+				}
+			}
+		}
+		return []string{fmt.Sprintf("%s: %s is set but no ClusterRoleBinding lets ServiceAccount %s/%s read the issuer's keys",
+			w, config.EnvJWTIssuer, w.d.Namespace, sa)}
+	})...)
 }
 
 func checkShutdown(r *rendered) []string {
@@ -956,6 +1027,11 @@ func checkPolicyEgress(w workload, obj string, rules []networkingv1.NetworkPolic
 	if w.redisConfigured() {
 		required = append(required, redisPorts...)
 	}
+	if _, ok := w.env[config.EnvJWTIssuer]; ok {
+		// The API server behind the kubernetes Service, for the keys
+		// that verify callers' tokens.
+		required = append(required, protoPort{corev1.ProtocolTCP, apiServerPort})
+	}
 	var problems, inCluster []string
 	var egress []protoPort
 	for i, rule := range rules {
@@ -970,7 +1046,7 @@ func checkPolicyEgress(w workload, obj string, rules []networkingv1.NetworkPolic
 		for _, p := range ports {
 			switch {
 			case !slices.Contains(required, p):
-				problems = append(problems, fmt.Sprintf("%s: port %s; egress is DNS, HTTPS and (with Redis) %v only", what, p, redisPorts))
+				problems = append(problems, fmt.Sprintf("%s: port %s; egress is DNS, HTTPS, (with an issuer) %d and (with Redis) %v only", what, p, apiServerPort, redisPorts))
 			case slices.Contains(dns, p) && (len(rule.To) == 0 || slices.ContainsFunc(rule.To, notClusterDNS)):
 				problems = append(problems, fmt.Sprintf("%s: DNS (%s) open beyond the cluster DNS (kube-system pods labelled k8s-app=kube-dns)", what, p))
 			case p == https:

@@ -12,7 +12,7 @@ func BenchmarkVerifyCached(b *testing.B) {
 	is := newIssuer(b, false, rsaSigner(b))
 	v := newVerifier(b, is, c, Options{})
 	load(v)
-	tok := sign(b, rsaSigner(b), podClaims(is.url, c.Now()))
+	tok := sign(b, rsaSigner(b), podClaims(is.URL, c.Now()))
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, tok); err != nil {
 		b.Fatal(err)
@@ -29,12 +29,12 @@ func BenchmarkVerifyCached(b *testing.B) {
 // parsing, the signature check and the claims.
 func BenchmarkVerifyUncached(b *testing.B) {
 	for _, k := range []signingKey{rsaSigner(b), ecSigner(b)} {
-		b.Run(string(k.alg), func(b *testing.B) {
+		b.Run(string(k.Alg), func(b *testing.B) {
 			c := newClock()
 			is := newIssuer(b, false, k)
 			v := newVerifier(b, is, c, Options{})
 			load(v)
-			tok := sign(b, k, podClaims(is.url, c.Now()))
+			tok := sign(b, k, podClaims(is.URL, c.Now()))
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -43,5 +43,17 @@ func BenchmarkVerifyUncached(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkIsJWT tells a service-account token from a static token, as
+// every authenticated request does.
+func BenchmarkIsJWT(b *testing.B) {
+	tok := sign(b, rsaSigner(b), podClaims("https://kubernetes.default.svc.cluster.local", newClock().Now()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if !IsJWT(tok) {
+			b.Fatal("not a JWT")
+		}
 	}
 }

@@ -1,12 +1,18 @@
 package identity
 
 import (
-	"crypto/sha256"
+	"strings"
 	"sync"
 	"time"
 )
 
-// tokenCache remembers verified tokens by their SHA-256 until they expire.
+// tokenCache remembers verified tokens until they expire. It is keyed by
+// the token itself: a lookup then costs a map hash of the string, with no
+// allocation, where a SHA-256 key costs a hash of about 1 KB and a copy
+// of the token to hash it. The memory is bounded all the same (max
+// entries of at most MaxTokenSize bytes), and the tokens are the ones the
+// gateway receives anyway.
+//
 // It holds at most max entries: when full, it drops the expired ones, and
 // if none has expired, an arbitrary one. Its methods are safe to be called
 // concurrently.
@@ -14,26 +20,26 @@ type tokenCache struct {
 	max int
 
 	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]Identity
+	entries map[string]Identity
 }
 
 func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, entries: make(map[[sha256.Size]byte]Identity)}
+	return &tokenCache{max: max, entries: make(map[string]Identity)}
 }
 
-// get returns the identity remembered for the token whose hash is sum. The
-// caller checks its expiry.
-func (c *tokenCache) get(sum [sha256.Size]byte) (Identity, bool) {
+// get returns the identity remembered for token. The caller checks its
+// expiry.
+func (c *tokenCache) get(token string) (Identity, bool) {
 	c.mu.RLock()
-	id, ok := c.entries[sum]
+	id, ok := c.entries[token]
 	c.mu.RUnlock()
 	return id, ok
 }
 
-func (c *tokenCache) add(sum [sha256.Size]byte, id Identity, now time.Time) {
+func (c *tokenCache) add(token string, id Identity, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.entries[sum]; !ok && len(c.entries) >= c.max {
+	if _, ok := c.entries[token]; !ok && len(c.entries) >= c.max {
 		for k, e := range c.entries {
 			if now.After(e.Expiry.Add(Leeway)) {
 				delete(c.entries, k)
@@ -46,12 +52,14 @@ func (c *tokenCache) add(sum [sha256.Size]byte, id Identity, now time.Time) {
 			delete(c.entries, k)
 		}
 	}
-	c.entries[sum] = id
+	// A clone, so that the entry does not keep a larger buffer the token
+	// may be part of.
+	c.entries[strings.Clone(token)] = id
 }
 
-func (c *tokenCache) delete(sum [sha256.Size]byte) {
+func (c *tokenCache) delete(token string) {
 	c.mu.Lock()
-	delete(c.entries, sum)
+	delete(c.entries, token)
 	c.mu.Unlock()
 }
 

@@ -3,7 +3,6 @@ package identity
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -92,7 +91,7 @@ func (s *stepper) next(t *testing.T) time.Duration {
 func TestIssuerDownAtStart(t *testing.T) {
 	c := newClock()
 	is := newIssuer(t, false, rsaSigner(t))
-	is.setDown(true)
+	is.SetDown(true)
 	var fl fetchLog
 	var logs syncBuffer
 	v := newVerifier(t, is, c, Options{
@@ -139,12 +138,12 @@ func TestIssuerDownAtStart(t *testing.T) {
 	if waits[0] >= waits[9] || waits[9] > maxBackoff {
 		t.Errorf("delays %v: want growing, and at most %v", waits, maxBackoff)
 	}
-	tok := sign(t, rsaSigner(t), podClaims(is.url, c.Now()))
+	tok := sign(t, rsaSigner(t), podClaims(is.URL, c.Now()))
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("token verified without keys: %v", err)
 	}
 
-	is.setDown(false)
+	is.SetDown(false)
 	s.ticks <- time.Time{}
 	if w := s.next(t); w != time.Hour {
 		t.Errorf("after loading, Run waits %v; want the refresh interval", w)
@@ -157,14 +156,14 @@ func TestIssuerDownAtStart(t *testing.T) {
 	}
 
 	// The issuer goes down again: refreshes fail, the keys stay.
-	is.setDown(true)
+	is.SetDown(true)
 	for range 3 {
 		s.ticks <- time.Time{}
 		if w := s.next(t); w != time.Hour {
 			t.Errorf("with keys loaded, Run waits %v; want the refresh interval", w)
 		}
 	}
-	v.tokens.delete(sha256.Sum256([]byte(tok)))
+	v.tokens.delete(tok)
 	if !v.Ready() {
 		t.Error("not ready after a failed refresh")
 	}
@@ -204,13 +203,13 @@ func TestAuthTokenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	load(v)
-	got := is.authHeaders()
+	got := is.AuthHeaders()
 	want := []string{"Bearer first-token", "Bearer first-token", "Bearer second-token", "Bearer second-token"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("Authorization headers %q; want %q", got, want)
 	}
-	if is.discoveries.Load() != 2 || is.keyFetches.Load() != 2 {
-		t.Errorf("%d discoveries, %d key-set fetches; want 2 and 2", is.discoveries.Load(), is.keyFetches.Load())
+	if is.Discoveries() != 2 || is.KeyFetches() != 2 {
+		t.Errorf("%d discoveries, %d key-set fetches; want 2 and 2", is.Discoveries(), is.KeyFetches())
 	}
 
 	// An unreadable token file fails the fetch, naming the file only.
@@ -225,7 +224,7 @@ func TestAuthTokenFile(t *testing.T) {
 	if err := fl.errs[2]; strings.Contains(err.Error(), "token\x01") || strings.Contains(err.Error(), "bad") {
 		t.Errorf("error holds the token: %v", err)
 	}
-	if len(is.authHeaders()) != 4 {
+	if len(is.AuthHeaders()) != 4 {
 		t.Error("a request was made with a malformed token")
 	}
 }
@@ -234,7 +233,7 @@ func TestNoAuthTokenFile(t *testing.T) {
 	is := newIssuer(t, false, rsaSigner(t))
 	v := newVerifier(t, is, newClock(), Options{})
 	load(v)
-	if got := is.authHeaders(); len(got) != 2 || got[0] != "" || got[1] != "" {
+	if got := is.AuthHeaders(); len(got) != 2 || got[0] != "" || got[1] != "" {
 		t.Errorf("Authorization headers %q; want two empty ones", got)
 	}
 }
@@ -245,7 +244,7 @@ func TestCAFile(t *testing.T) {
 	c := newClock()
 	is := newIssuer(t, true, ecSigner(t))
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.srv.Certificate().Raw})
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.Server.Certificate().Raw})
 	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -254,12 +253,12 @@ func TestCAFile(t *testing.T) {
 	if !v.Ready() {
 		t.Fatal("keys not loaded over TLS with the CA file")
 	}
-	if _, err := v.Verify(context.Background(), sign(t, ecSigner(t), podClaims(is.url, c.Now()))); err != nil {
+	if _, err := v.Verify(context.Background(), sign(t, ecSigner(t), podClaims(is.URL, c.Now()))); err != nil {
 		t.Errorf("token refused: %v", err)
 	}
 
 	var fl fetchLog
-	untrusting, err := New(Options{Issuer: is.url, Audience: audience, OnFetch: fl.OnFetch, Logger: v.log, Now: c.Now})
+	untrusting, err := New(Options{Issuer: is.URL, Audience: audience, OnFetch: fl.OnFetch, Logger: v.log, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,11 +275,11 @@ func TestCAFile(t *testing.T) {
 // discovery.
 func TestJWKSURL(t *testing.T) {
 	is := newIssuer(t, false, rsaSigner(t))
-	v := newVerifier(t, is, newClock(), Options{JWKSURL: is.url + "/openid/v1/jwks"})
+	v := newVerifier(t, is, newClock(), Options{JWKSURL: is.URL + "/openid/v1/jwks"})
 	load(v)
-	if !v.Ready() || is.discoveries.Load() != 0 || is.keyFetches.Load() != 1 {
+	if !v.Ready() || is.Discoveries() != 0 || is.KeyFetches() != 1 {
 		t.Errorf("ready %v after %d discoveries and %d key-set fetches; want ready, 0, 1",
-			v.Ready(), is.discoveries.Load(), is.keyFetches.Load())
+			v.Ready(), is.Discoveries(), is.KeyFetches())
 	}
 }
 
@@ -291,7 +290,7 @@ func TestTokenCache(t *testing.T) {
 	is := newIssuer(t, false, rsaSigner(t))
 	v := newVerifier(t, is, c, Options{})
 	load(v)
-	tok := sign(t, rsaSigner(t), podClaims(is.url, c.Now()))
+	tok := sign(t, rsaSigner(t), podClaims(is.URL, c.Now()))
 	first, err := v.Verify(context.Background(), tok)
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +324,7 @@ func TestTokenCacheBounded(t *testing.T) {
 	v := newVerifier(t, is, c, Options{CacheSize: 8})
 	load(v)
 	for i := range 20 {
-		cl := podClaims(is.url, c.Now())
+		cl := podClaims(is.URL, c.Now())
 		cl.ID = strings.Repeat("j", i+1)
 		if _, err := v.Verify(context.Background(), sign(t, ecSigner(t), cl)); err != nil {
 			t.Fatal(err)

@@ -18,7 +18,7 @@ func FuzzAuthorization(f *testing.F) {
 	is := newIssuer(f, false, rsaSigner(f), ecSigner(f))
 	v := newVerifier(f, is, c, Options{})
 	load(v)
-	good := sign(f, rsaSigner(f), podClaims(is.url, c.Now()))
+	good := sign(f, rsaSigner(f), podClaims(is.URL, c.Now()))
 	parts := strings.Split(good, ".")
 	for _, s := range []string{
 		"Bearer " + good,

@@ -12,17 +12,13 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/bluetape/bluetape-gateway/proxy/identity/identitytest"
 )
 
-func rsaSigner(t testing.TB) signingKey {
-	testKeys(t)
-	return signingKey{kid: "rsa-1", key: rsaKey, alg: jose.RS256}
-}
+func rsaSigner(testing.TB) signingKey { return identitytest.RSA() }
 
-func ecSigner(t testing.TB) signingKey {
-	testKeys(t)
-	return signingKey{kid: "ec-1", key: ecKey, alg: jose.ES256}
-}
+func ecSigner(testing.TB) signingKey { return identitytest.EC() }
 
 func TestVerifyKubernetesToken(t *testing.T) {
 	c := newClock()
@@ -30,8 +26,8 @@ func TestVerifyKubernetesToken(t *testing.T) {
 	v := newVerifier(t, is, c, Options{})
 	load(v)
 	for _, k := range []signingKey{rsaSigner(t), ecSigner(t)} {
-		t.Run(string(k.alg), func(t *testing.T) {
-			id, err := v.Verify(context.Background(), sign(t, k, podClaims(is.url, c.Now())))
+		t.Run(string(k.Alg), func(t *testing.T) {
+			id, err := v.Verify(context.Background(), sign(t, k, podClaims(is.URL, c.Now())))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,9 +49,8 @@ func TestVerifyRefuses(t *testing.T) {
 	c := newClock()
 	is := newIssuer(t, false, rsaSigner(t), ecSigner(t))
 	now := c.Now()
-	valid := func() k8sClaims { return podClaims(is.url, now) }
-	testKeys(t)
-	pubDER, err := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
+	valid := func() k8sClaims { return podClaims(is.URL, now) }
+	pubDER, err := x509.MarshalPKIXPublicKey(&identitytest.RSAKey().PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +71,7 @@ func TestVerifyRefuses(t *testing.T) {
 	}{
 		"valid": {token: good, ok: true},
 		"expired": {token: func() string {
-			cl := podClaims(is.url, now.Add(-2*time.Hour))
+			cl := podClaims(is.URL, now.Add(-2*time.Hour))
 			return sign(t, rsaSigner(t), cl)
 		}()},
 		"expired beyond the leeway": {token: func() string {
@@ -122,7 +117,7 @@ func TestVerifyRefuses(t *testing.T) {
 		}()},
 		"wrong issuer": {token: func() string {
 			cl := valid()
-			cl.Issuer = is.url + "/"
+			cl.Issuer = is.URL + "/"
 			return sign(t, rsaSigner(t), cl)
 		}()},
 		"wrong audience": {token: func() string {
@@ -141,7 +136,7 @@ func TestVerifyRefuses(t *testing.T) {
 			return parts[0] + "." + jsonB64(cl) + "." + parts[2]
 		}()},
 		"signature of another token": {token: parts[0] + "." + parts[1] + "." +
-			strings.Split(sign(t, rsaSigner(t), podClaims(is.url, now.Add(time.Second))), ".")[2]},
+			strings.Split(sign(t, rsaSigner(t), podClaims(is.URL, now.Add(time.Second))), ".")[2]},
 		"alg none": {token: jsonB64(map[string]string{"alg": "none", "kid": "rsa-1", "typ": "JWT"}) + "." +
 			jsonB64(valid()) + "."},
 		"alg none with a signature": {token: jsonB64(map[string]string{"alg": "none", "kid": "rsa-1"}) + "." +
@@ -158,11 +153,11 @@ func TestVerifyRefuses(t *testing.T) {
 			}
 			return tok
 		}()},
-		"ES256 header over the RSA key's id": {token: sign(t, signingKey{kid: "rsa-1", key: ecKey, alg: jose.ES256}, valid())},
-		"RS384":                              {token: sign(t, signingKey{kid: "rsa-1", key: rsaKey, alg: jose.RS384}, valid())},
-		"PS256":                              {token: sign(t, signingKey{kid: "rsa-1", key: rsaKey, alg: jose.PS256}, valid())},
+		"ES256 header over the RSA key's id": {token: sign(t, signingKey{ID: "rsa-1", Signer: identitytest.ECKey(), Alg: jose.ES256}, valid())},
+		"RS384":                              {token: sign(t, signingKey{ID: "rsa-1", Signer: identitytest.RSAKey(), Alg: jose.RS384}, valid())},
+		"PS256":                              {token: sign(t, signingKey{ID: "rsa-1", Signer: identitytest.RSAKey(), Alg: jose.PS256}, valid())},
 		"signed by an unpublished key under a known id": {
-			token: sign(t, signingKey{kid: "rsa-1", key: rsaKey2, alg: jose.RS256}, valid())},
+			token: sign(t, signingKey{ID: "rsa-1", Signer: identitytest.RSAKey2(), Alg: jose.RS256}, valid())},
 		"not a JWT":      {token: "9f86d081884c7d659a2feaa0c55ad015"},
 		"two parts":      {token: parts[0] + "." + parts[1]},
 		"padded base64":  {token: parts[0] + "=." + parts[1] + "." + parts[2]},
@@ -210,29 +205,28 @@ func TestRotation(t *testing.T) {
 	is := newIssuer(t, false, old)
 	v := newVerifier(t, is, c, Options{})
 	load(v)
-	if got := is.keyFetches.Load(); got != 1 {
+	if got := is.KeyFetches(); got != 1 {
 		t.Fatalf("%d key-set fetches after load; want 1", got)
 	}
-	testKeys(t)
-	rotated := signingKey{kid: "rsa-2", key: rsaKey2, alg: jose.RS256}
-	is.publish(old, rotated)
+	rotated := signingKey{ID: "rsa-2", Signer: identitytest.RSAKey2(), Alg: jose.RS256}
+	is.Publish(old, rotated)
 
-	if _, err := v.Verify(context.Background(), sign(t, rotated, podClaims(is.url, c.Now()))); err != nil {
+	if _, err := v.Verify(context.Background(), sign(t, rotated, podClaims(is.URL, c.Now()))); err != nil {
 		t.Fatalf("token signed with the new key: %v", err)
 	}
-	if got := is.keyFetches.Load(); got != 2 {
+	if got := is.KeyFetches(); got != 2 {
 		t.Errorf("%d key-set fetches; want 2", got)
 	}
-	if _, err := v.Verify(context.Background(), sign(t, old, podClaims(is.url, c.Now()))); err != nil {
+	if _, err := v.Verify(context.Background(), sign(t, old, podClaims(is.URL, c.Now()))); err != nil {
 		t.Errorf("token signed with the old key: %v", err)
 	}
 
 	c.Advance(RefetchInterval - time.Second)
-	unknown := signingKey{kid: "rsa-3", key: rsaKey, alg: jose.RS256}
-	if _, err := v.Verify(context.Background(), sign(t, unknown, podClaims(is.url, c.Now()))); !errors.Is(err, ErrInvalidToken) {
+	unknown := signingKey{ID: "rsa-3", Signer: identitytest.RSAKey(), Alg: jose.RS256}
+	if _, err := v.Verify(context.Background(), sign(t, unknown, podClaims(is.URL, c.Now()))); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("unknown key id: got %v; want ErrInvalidToken", err)
 	}
-	if got := is.keyFetches.Load(); got != 2 {
+	if got := is.KeyFetches(); got != 2 {
 		t.Errorf("%d key-set fetches after a second unknown key id within %v; want 2", got, RefetchInterval)
 	}
 }
@@ -244,9 +238,8 @@ func TestUnknownKeyFlood(t *testing.T) {
 	is := newIssuer(t, false, rsaSigner(t))
 	v := newVerifier(t, is, c, Options{})
 	load(v)
-	testKeys(t)
 	// A made-up key id with a well-formed token: only the header matters.
-	good := strings.Split(sign(t, rsaSigner(t), podClaims(is.url, c.Now())), ".")
+	good := strings.Split(sign(t, rsaSigner(t), podClaims(is.URL, c.Now())), ".")
 	header := func(i int) string {
 		b, _ := json.Marshal(map[string]string{"alg": "RS256", "kid": "kid-" + strings.Repeat("x", i%7) + string(rune('a'+i%26))})
 		return base64.RawURLEncoding.EncodeToString(b)
@@ -262,7 +255,7 @@ func TestUnknownKeyFlood(t *testing.T) {
 		c.Advance(time.Second)
 	}
 	// 30 s of flood: one fetch at load, then one at 0 s, 10 s and 20 s.
-	if got := is.keyFetches.Load(); got != 4 {
+	if got := is.KeyFetches(); got != 4 {
 		t.Errorf("%d key-set fetches for 30 s of unknown key ids; want 4", got)
 	}
 }
@@ -275,17 +268,17 @@ func TestNewKeyAcceptedWithin12s(t *testing.T) {
 	is := newIssuer(t, false, rsaSigner(t))
 	v := newVerifier(t, is, c, Options{})
 	load(v)
-	flood := sign(t, signingKey{kid: "made-up", key: ecKey, alg: jose.ES256}, podClaims(is.url, c.Now()))
+	flood := sign(t, signingKey{ID: "made-up", Signer: identitytest.ECKey(), Alg: jose.ES256}, podClaims(is.URL, c.Now()))
 	if _, err := v.Verify(context.Background(), flood); err == nil {
 		t.Fatal("made-up key id accepted")
 	}
 	c.Advance(time.Second)
 	fresh := ecSigner(t)
-	is.publish(rsaSigner(t), fresh)
+	is.Publish(rsaSigner(t), fresh)
 	published := c.Now()
 	var accepted time.Time
 	for i := 0; i < 24; i++ {
-		if _, err := v.Verify(context.Background(), sign(t, fresh, podClaims(is.url, c.Now()))); err == nil {
+		if _, err := v.Verify(context.Background(), sign(t, fresh, podClaims(is.URL, c.Now()))); err == nil {
 			accepted = c.Now()
 			break
 		}

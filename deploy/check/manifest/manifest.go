@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -56,6 +57,8 @@ func newObject(apiVersion, kind string) any {
 		return new(networkingv1.NetworkPolicy)
 	case "policy/v1 PodDisruptionBudget":
 		return new(policyv1.PodDisruptionBudget)
+	case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
+		return new(rbacv1.ClusterRoleBinding)
 	case "monitoring.coreos.com/v1 PrometheusRule":
 		return new(monitoringv1.PrometheusRule)
 	case "monitoring.coreos.com/v1 ServiceMonitor":

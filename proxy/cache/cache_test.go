@@ -470,7 +470,7 @@ func TestEntryMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills a cache with 100k entries")
 	}
-	const limit = 260
+	const limit = 230
 	if b := heapPerEntry(100_000); b > limit {
 		t.Errorf("an entry costs %.1f heap bytes; want at most %d", b, limit)
 	} else {

@@ -23,9 +23,6 @@ type Entry struct {
 	// FreshUntil is when the entry stops being fresh, in Unix nanoseconds.
 	FreshUntil int64
 
-	// id is the entry's id, go-cache's key, whose bytes are in the
-	// entry's own allocation (newEntry).
-	id string
 	// The entry's place in the eviction order of its kind, guarded by
 	// Cache.mu: its neighbours, older first. The links are nil once it
 	// left the cache.
@@ -175,14 +172,18 @@ func addSat(t int64, d time.Duration) int64 {
 	return t + int64(d)
 }
 
-// set stores e under e.id, whose bytes e holds: the id usually points into
-// the request's URL, and a copy keeps that buffer from living as long as
-// the entry.
+// set stores e under its key, whose bytes e holds: the id usually points
+// into the request's URL, and a copy keeps that buffer from living as
+// long as the entry. A nil e, an id too long to hold, stores nothing.
 func (c *Cache) set(e *Entry, now int64) {
+	if e == nil {
+		return
+	}
+	key := e.key()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sweep(now)
-	if v, ok := c.items.Get(e.id); ok {
+	if v, ok := c.items.Get(key); ok {
 		// A new answer for a held id goes to the back of its kind's
 		// order; the map's key becomes the new entry's.
 		old := v.(*Entry)
@@ -191,7 +192,7 @@ func (c *Cache) set(e *Entry, now int64) {
 		c.evictOldest()
 	}
 	c.listOf(e).pushBack(e)
-	c.items.Set(e.id, e, gocache.NoExpiration)
+	c.items.Set(key, e, gocache.NoExpiration)
 }
 
 func (c *Cache) listOf(e *Entry) *list {
@@ -210,7 +211,7 @@ func (c *Cache) evictOldest() {
 	}
 	if e := l.head; e != nil {
 		l.remove(e)
-		c.items.Delete(e.id)
+		c.items.Delete(e.key())
 	}
 }
 
@@ -221,7 +222,7 @@ func (c *Cache) sweep(now int64) {
 	for _, l := range [...]*list{&c.negative, &c.positive} {
 		for e := l.head; e != nil && now >= e.keepUntil; e = l.head {
 			l.remove(e)
-			c.items.Delete(e.id)
+			c.items.Delete(e.key())
 		}
 	}
 }

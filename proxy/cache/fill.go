@@ -8,8 +8,7 @@ import "time"
 // keep when it can no longer be served at all (the end of its stale window
 // for a successful answer). A negative e (nil Body) is stored even when
 // negative caching is off here, since it was cached elsewhere. Body is
-// copied. Nothing is stored
-// when keep is not positive.
+// copied. Nothing is stored when keep is not positive.
 func (c *Cache) SetEntry(id string, e Entry, keep time.Duration) {
 	if keep <= 0 {
 		return

@@ -5,12 +5,16 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -154,8 +158,7 @@ func (g *Gateway) newEcho(trusted []*net.IPNet) *echo.Echo {
 	// every request, at one allocation per layer. The chain is built once
 	// here instead and registered as the route's handler.
 	e.GET(signupRoute, chain(g.serveSignup,
-		dropInsaneRequestID,
-		middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID, TargetHeader: headerRequestID}),
+		setRequestID,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			DisableStackAll:   true,
 			DisablePrintStack: true,
@@ -180,16 +183,37 @@ func chain(h echo.HandlerFunc, mw ...echo.MiddlewareFunc) echo.HandlerFunc {
 // is not canonical, which costs an allocation per lookup.
 const headerRequestID = "X-Request-Id"
 
-// dropInsaneRequestID removes a caller's X-Request-Id unless it is sane,
-// so that Echo's RequestID middleware makes a new one.
-func dropInsaneRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+// setRequestID answers with the caller's X-Request-Id when it is sane,
+// else with a new one. The headers are read and written by their
+// canonical key, without Get's and Set's canonicalisation; a caller's id
+// shares its request's header value, and a new one is made with its
+// header value in one allocation.
+func setRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Request().Header
-		if v := h.Get(headerRequestID); v != "" && !saneRequestID(v) {
-			h.Del(headerRequestID)
+		v := c.Request().Header[headerRequestID]
+		if len(v) > 0 && v[0] != "" && saneRequestID(v[0]) {
+			v = v[:1:1]
+		} else {
+			v = newRequestIDValue()
 		}
+		c.Response().Header()[headerRequestID] = v
 		return next(c)
 	}
+}
+
+// newRequestIDValue returns a header value holding a new request id (as
+// newRequestID makes them), the value and the id in one allocation.
+func newRequestIDValue() []string {
+	r := new(struct {
+		v  [1]string
+		id [32]byte
+	})
+	var raw [16]byte
+	binary.LittleEndian.PutUint64(raw[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(raw[8:], rand.Uint64())
+	hex.Encode(r.id[:], raw[:])
+	r.v[0] = unsafe.String(&r.id[0], len(r.id))
+	return r.v[:]
 }
 
 // ensureRequestID sets X-Request-Id on an answer that no route's

@@ -7,7 +7,6 @@ package cache
 
 import (
 	"math"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,9 +24,8 @@ type Entry struct {
 	FreshUntil int64
 
 	// The entry's place in the eviction order of its kind, guarded by
-	// Cache.mu: its id (the same string as go-cache's key) and its
-	// neighbours, older first. The links are nil once it left the cache.
-	id         string
+	// Cache.mu: its neighbours, older first. The links are nil once it
+	// left the cache.
 	prev, next *Entry
 	// keepUntil is when the entry may no longer be served at all, in Unix
 	// nanoseconds: the end of its stale window, or of its TTL for a
@@ -140,15 +138,14 @@ func (c *Cache) StateAt(e *Entry, now time.Time) State {
 // that a level in front of another one follows the same.
 func (c *Cache) Options() Options { return c.opts }
 
-// SetFound caches a successful answer for id; body is kept, not copied,
-// and must not be changed afterwards.
+// SetFound caches a successful answer for id; body is copied.
 func (c *Cache) SetFound(id string, body []byte) {
 	if body == nil {
 		body = []byte{} // nil marks a negative entry
 	}
 	now := c.opts.Now()
 	fresh := now.Add(c.opts.TTL).UnixNano()
-	c.set(id, &Entry{Body: body, FreshUntil: fresh, keepUntil: addSat(fresh, c.opts.StaleTTL)}, now.UnixNano())
+	c.set(newEntry(id, body, fresh, addSat(fresh, c.opts.StaleTTL)), now.UnixNano())
 }
 
 // SetNotFound remembers that the upstream answered 404 for id, replacing
@@ -161,7 +158,7 @@ func (c *Cache) SetNotFound(id string) {
 	}
 	now := c.opts.Now()
 	fresh := now.Add(c.opts.NegativeTTL).UnixNano()
-	c.set(id, &Entry{FreshUntil: fresh, keepUntil: fresh}, now.UnixNano())
+	c.set(newEntry(id, nil, fresh, fresh), now.UnixNano())
 }
 
 // addSat returns t+d, saturated at the largest time.
@@ -175,26 +172,27 @@ func addSat(t int64, d time.Duration) int64 {
 	return t + int64(d)
 }
 
-func (c *Cache) set(id string, e *Entry, now int64) {
+// set stores e under its key, whose bytes e holds: the id usually points
+// into the request's URL, and a copy keeps that buffer from living as
+// long as the entry. A nil e, an id too long to hold, stores nothing.
+func (c *Cache) set(e *Entry, now int64) {
+	if e == nil {
+		return
+	}
+	key := e.key()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sweep(now)
-	if v, ok := c.items.Get(id); ok {
+	if v, ok := c.items.Get(key); ok {
 		// A new answer for a held id goes to the back of its kind's
-		// order, under the key already held.
+		// order; the map's key becomes the new entry's.
 		old := v.(*Entry)
 		c.listOf(old).remove(old)
-		e.id = old.id
-	} else {
-		if c.positive.n+c.negative.n >= c.opts.MaxEntries {
-			c.evictOldest()
-		}
-		// The id usually points into the request's URL; a copy keeps
-		// that buffer from living as long as the entry.
-		e.id = strings.Clone(id)
+	} else if c.positive.n+c.negative.n >= c.opts.MaxEntries {
+		c.evictOldest()
 	}
 	c.listOf(e).pushBack(e)
-	c.items.Set(e.id, e, gocache.NoExpiration)
+	c.items.Set(key, e, gocache.NoExpiration)
 }
 
 func (c *Cache) listOf(e *Entry) *list {
@@ -213,7 +211,7 @@ func (c *Cache) evictOldest() {
 	}
 	if e := l.head; e != nil {
 		l.remove(e)
-		c.items.Delete(e.id)
+		c.items.Delete(e.key())
 	}
 }
 
@@ -224,7 +222,7 @@ func (c *Cache) sweep(now int64) {
 	for _, l := range [...]*list{&c.negative, &c.positive} {
 		for e := l.head; e != nil && now >= e.keepUntil; e = l.head {
 			l.remove(e)
-			c.items.Delete(e.id)
+			c.items.Delete(e.key())
 		}
 	}
 }

@@ -8,12 +8,11 @@ import "time"
 // keep when it can no longer be served at all (the end of its stale window
 // for a successful answer). A negative e (nil Body) is stored even when
 // negative caching is off here, since it was cached elsewhere. Body is
-// kept, not copied, and must not be changed afterwards. Nothing is stored
-// when keep is not positive.
+// copied. Nothing is stored when keep is not positive.
 func (c *Cache) SetEntry(id string, e Entry, keep time.Duration) {
 	if keep <= 0 {
 		return
 	}
 	now := c.opts.Now().UnixNano()
-	c.set(id, &Entry{Body: e.Body, FreshUntil: e.FreshUntil, keepUntil: addSat(now, keep)}, now)
+	c.set(newEntry(id, e.Body, e.FreshUntil, addSat(now, keep)), now)
 }

@@ -391,7 +391,7 @@ func obsCheckLabels(t *testing.T, reg prometheus.Gatherer, callerNames ...string
 		},
 		"caller": func(v string) bool { return v == callers.Anonymous || slices.Contains(callerNames, v) },
 		"secret": func(v string) bool {
-			return slices.Contains([]string{"api_key", "account_id", "callers", "admin_token"}, v)
+			return slices.Contains([]string{"api_key", "account_id", "callers", "admin_token", "redis_url"}, v)
 		},
 	}
 	families, err := reg.Gather()

@@ -61,7 +61,7 @@ func TestServiceAccountTokens(t *testing.T) {
 	up := newBluetape(t)
 	api, admin := gatewaytest.FreeAddr(t), gatewaytest.FreeAddr(t)
 	g := gatewaytest.Start(t, []string{
-		"BLUETAPE_BASE_URL=" + up.base(), "BLUETAPE_API_KEY=k", "BLUETAPE_ACCOUNT_ID=a",
+		"BLUETAPE_BASE_URL=" + up.base(), "BLUETAPE_API_KEY=e2e-key", "BLUETAPE_ACCOUNT_ID=e2e-account",
 		"GATEWAY_LISTEN_ADDR=" + api, "GATEWAY_ADMIN_ADDR=" + admin,
 		"GATEWAY_CALLERS_FILE=" + callersFile,
 		"GATEWAY_JWT_ISSUER=" + is.URL,
@@ -150,7 +150,7 @@ func TestServiceAccountTokensWithoutCallersFile(t *testing.T) {
 	is := identitytest.NewIssuer(t, identitytest.EC())
 	up := newBluetape(t)
 	g := gateway.Start(t, []string{
-		"BLUETAPE_BASE_URL=" + up.base(), "BLUETAPE_API_KEY=k", "BLUETAPE_ACCOUNT_ID=a",
+		"BLUETAPE_BASE_URL=" + up.base(), "BLUETAPE_API_KEY=e2e-key", "BLUETAPE_ACCOUNT_ID=e2e-account",
 		"GATEWAY_JWT_ISSUER=" + is.URL,
 		"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=1",
 	})

@@ -2,8 +2,9 @@
 # bench/run.sh: load benchmark of the gateway side by side with nginx
 # (bench/nginx.conf), HAProxy (bench/haproxy.cfg) and Varnish (bench/varnish.vcl)
 # doing the same job, and with a bare Echo handler (bench/floor) as the upper
-# bound. It also measures the gateway's hot path with callers authenticating
-# and with tracing configured but not sampled. Everything listens on 127.0.0.1.
+# bound. It also measures the gateway's hot path with callers authenticating (a
+# static token, a service-account JWT) and with tracing configured but not
+# sampled. Everything listens on 127.0.0.1.
 #
 #   bash bench/run.sh            # full run
 #   QUICK=1 bash bench/run.sh    # short run (one round of 3 s runs, 50,000-id flood)
@@ -240,7 +241,7 @@ if [[ -n ${GATEWAY_BIN:-} ]]; then
 else
 	go build -o "$WORK/bin/gateway" . || die "go build . failed"
 fi
-go build -o "$WORK/bin/" ./bench/upstream ./bench/floor ./bench/stampede ./bench/flood
+go build -o "$WORK/bin/" ./bench/upstream ./bench/floor ./bench/stampede ./bench/flood ./bench/issuer
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 
 UPSTREAM_PORT=$(free_port)
@@ -297,6 +298,21 @@ printf 'callers:\n  - name: bench-caller\n    token_sha256: %s\n    rate: 100000
 start_gateway gateway-auth GATEWAY_CALLERS_FILE="$WORK/callers.yaml"
 TITLE[gateway-auth]="auth (static bearer token)" HDR[gateway-auth]="Authorization: Bearer $BENCH_TOKEN"
 VARIANTS+=(gateway-auth)
+
+# Callers authenticate with a service-account JWT: a stand-in for the
+# Kubernetes API server (bench/issuer) serves discovery and its key set and
+# writes one token, and the callers file lists the token's subject. The
+# gateway verifies the token at the first request and remembers it.
+ISSUER_PORT=$(free_port)
+ISSUER=http://127.0.0.1:$ISSUER_PORT
+start issuer "$LOAD_CPU" "$WORK/bin/issuer" -port "$ISSUER_PORT" -token "$WORK/jwt"
+wait_http "$ISSUER/.well-known/openid-configuration"
+printf 'callers:\n  - name: bench-caller\n    subject: system:serviceaccount:bench:bench-caller\n    rate: 1000000\n    burst: 1000000\n' \
+	>"$WORK/callers-jwt.yaml"
+start_gateway gateway-jwt GATEWAY_JWT_ISSUER="$ISSUER" GATEWAY_CALLERS_FILE="$WORK/callers-jwt.yaml"
+TITLE[gateway-jwt]="auth (service-account JWT, cached after the first request)"
+HDR[gateway-jwt]="Authorization: Bearer $(<"$WORK/jwt")"
+VARIANTS+=(gateway-jwt)
 
 # Tracing configured but not sampled: spans would go to the fake upstream's
 # OTLP sink (POST /v1/traces, counted as traceExports).
@@ -412,7 +428,7 @@ verify() {
 		[[ ${out##*$'\n'} == 404 && $out == *"Customer not found."* ]] || die "check $name: upstream 404 answered ${out##*$'\n'}"
 	done
 	R[$name.notfound_calls]=$(($(calls) - c0))
-	if [[ $name == gateway-auth ]]; then
+	if [[ $name == gateway-auth || $name == gateway-jwt ]]; then
 		out=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$name]}/customers/hot-0001/signup")
 		[[ $out == 401 ]] || die "check $name: no token answered $out"
 	fi

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
@@ -120,31 +119,20 @@ func TestSecretSourceGetDuringRotations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if v := s.Get().Reveal(); len(v) != len("key-0000") || !strings.HasPrefix(v, "key-") {
-					t.Errorf("Get %q during rotation", v)
-					return
-				}
-			}
-		})
-	}
+	stop := gatewaytest.Hammer(4, func(int) bool {
+		if v := s.Get().Reveal(); len(v) != len("key-0000") || !strings.HasPrefix(v, "key-") {
+			t.Errorf("Get %q during rotation", v)
+			return false
+		}
+		return true
+	})
 	for i := 1; i <= 50; i++ {
 		vol.Update(map[string]string{"api-key": fmt.Sprintf("key-%04d\n", i)})
 		if _, err := s.file.Reload(); err != nil {
 			t.Errorf("reload %d: %v", i, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if got := s.Get().Reveal(); got != "key-0050" {
 		t.Errorf("Get %q after the last rotation; want key-0050", got)
 	}

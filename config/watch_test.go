@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
@@ -189,33 +188,20 @@ func TestWatchedGetDuringReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if v := w.Get(); !strings.HasPrefix(v, "v") {
-					t.Errorf("Get %q: not a value the file held", v)
-					return
-				}
-			}
-		}()
-	}
+	stop := gatewaytest.Hammer(4, func(int) bool {
+		if v := w.Get(); !strings.HasPrefix(v, "v") {
+			t.Errorf("Get %q: not a value the file held", v)
+			return false
+		}
+		return true
+	})
 	for i := 1; i <= 8; i++ {
 		m.Update(map[string]string{"callers.yaml": fmt.Sprintf("v%d", i)})
 		if _, err := w.Reload(); err != nil {
 			t.Error(err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if got := w.Get(); got != "v8" {
 		t.Errorf("Get %q; want v8", got)
 	}

@@ -491,65 +491,54 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 	tg.Upstream.setHandler(checker.handler(account))
 
 	// traffic sends requests for new ids (cache misses) from four
-	// goroutines until stop is closed, and reports every non-200.
+	// goroutines until the stop it returns is called, which reports every
+	// non-200.
 	var seq atomic.Int64
-	traffic := func(stop <-chan struct{}) (wait func() []string) {
-		var wg sync.WaitGroup
+	traffic := func() (stop func() []string) {
 		var mu sync.Mutex
 		var failures []string
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					id := fmt.Sprintf("rot-%d", seq.Add(1))
-					resp, err := http.Get(tg.URL + "/customers/" + id + "/signup")
-					if err != nil {
-						mu.Lock()
-						failures = append(failures, err.Error())
-						mu.Unlock()
-						continue
-					}
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 || !strings.Contains(string(body), "id="+id+`"`) {
-						mu.Lock()
-						failures = append(failures, fmt.Sprintf("%s: %d %s", id, resp.StatusCode, body))
-						mu.Unlock()
-					}
-				}
-			})
-		}
-		return func() []string { wg.Wait(); return failures }
+		halt := gatewaytest.Hammer(4, func(int) bool {
+			id := fmt.Sprintf("rot-%d", seq.Add(1))
+			resp, err := http.Get(tg.URL + "/customers/" + id + "/signup")
+			if err != nil {
+				mu.Lock()
+				failures = append(failures, err.Error())
+				mu.Unlock()
+				return true
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), "id="+id+`"`) {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("%s: %d %s", id, resp.StatusCode, body))
+				mu.Unlock()
+			}
+			return true
+		})
+		t.Cleanup(halt)
+		return func() []string { halt(); return failures }
 	}
 
 	// During the swap BlueTape accepts both keys, as in a real rotation.
-	stop := make(chan struct{})
-	wait := traffic(stop)
+	stop := traffic()
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic with the old key", func() bool { return checker.count(oldKey) >= 10 })
 	checker.accept(oldKey, newKey)
 	vol.Update(map[string]string{"api-key": newKey + "\n", "account-id": account + "\n"})
 	gatewaytest.WaitFor(t, 10*time.Second, "the new key upstream", func() bool { poll(); return checker.count(newKey) >= 10 })
-	close(stop)
-	if failures := wait(); len(failures) > 0 {
+	if failures := stop(); len(failures) > 0 {
 		t.Fatalf("%d requests failed during the rotation, first: %s", len(failures), failures[0])
 	}
 
 	// From now on only the new key is good.
 	checker.accept(newKey)
-	stop = make(chan struct{})
-	wait = traffic(stop)
+	stop = traffic()
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the rotation", func() bool { return checker.count(newKey) >= 30 })
 	// A rotation that leaves an empty file is refused: the new key stays.
 	vol.Update(map[string]string{"api-key": "\n", "account-id": account + "\n"})
 	gatewaytest.WaitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { poll(); return reloadErrs.Load() > 0 })
 	n := checker.count(newKey)
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the failed reload", func() bool { return checker.count(newKey) >= n+20 })
-	close(stop)
-	if failures := wait(); len(failures) > 0 {
+	if failures := stop(); len(failures) > 0 {
 		t.Fatalf("%d requests failed after the rotation, first: %s", len(failures), failures[0])
 	}
 	if got := reloadErrs.Load(); got != 1 {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"syscall"
@@ -15,19 +14,7 @@ import (
 // token when it is not empty, and returns the status.
 func adminDo(t *testing.T, g *gatewaytest.Gateway, method, path, token string) int {
 	t.Helper()
-	req, err := http.NewRequest(method, g.Admin+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	resp, _ := gatewaytest.Do(t, client, method, g.Admin+path, gatewaytest.Bearer(token)...)
 	return resp.StatusCode
 }
 

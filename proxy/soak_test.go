@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -324,12 +323,7 @@ func TestSoak(t *testing.T) {
 		return metricValue(t, tg.Registry, metrics.InFlightRequests) == 0
 	})
 	client.CloseIdleConnections()
-	const slack = 5
-	if n := settledGoroutines(tg, baseline+slack, 15*time.Second); n > baseline+slack {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		t.Fatalf("goroutines %d after the soak; %d before\n%s", n, baseline, buf)
-	}
+	wantGoroutinesBack(t, tg, baseline, 15*time.Second, "after the soak")
 	tg.Cache.Purge()
 	if grown := int64(heapInUse()) - int64(heapBefore); grown > 16<<20 {
 		t.Errorf("heap in use grew by %d bytes over the soak", grown)

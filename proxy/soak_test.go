@@ -96,6 +96,12 @@ func (s *soakTally) record(key string) {
 	s.byStatus[key]++
 }
 
+func (s *soakTally) abandon() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.abandoned++
+}
+
 func (s *soakTally) problem(format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -215,9 +221,7 @@ func TestSoak(t *testing.T) {
 				if err != nil {
 					cancel()
 					if abandon && errors.Is(err, context.DeadlineExceeded) {
-						tally.mu.Lock()
-						tally.abandoned++
-						tally.mu.Unlock()
+						tally.abandon()
 						continue
 					}
 					tally.problem("%s: no answer: %v", id, err)
@@ -228,9 +232,7 @@ func TestSoak(t *testing.T) {
 				cancel()
 				if err != nil {
 					if abandon {
-						tally.mu.Lock()
-						tally.abandoned++
-						tally.mu.Unlock()
+						tally.abandon()
 						continue
 					}
 					tally.problem("%s: answer cut: %v", id, err)

@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
@@ -104,17 +101,13 @@ func TestRedisRecovers(t *testing.T) {
 }
 
 func TestNewRejectsBadURL(t *testing.T) {
-	m, err := metrics.New(prometheus.NewRegistry(), "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, url := range map[string]string{
 		"scheme":   "http://127.0.0.1:6379",
 		"database": "redis://:s3cret-password@127.0.0.1:6379/notadb",
 		"port":     "redis://:s3cret-password@127.0.0.1:port/0",
 	} {
 		t.Run(name, func(t *testing.T) {
-			newRejected(t, m, url)
+			newRejected(t, url)
 		})
 	}
 }

@@ -147,9 +147,13 @@ func answer(id string) []byte {
 
 // newRejected calls New with a URL it must refuse, and checks that the
 // error does not show the URL's password, s3cret.
-func newRejected(t *testing.T, m *metrics.Metrics, url string) error {
+func newRejected(t *testing.T, url string) error {
 	t.Helper()
-	_, err := New(ctx, Options{URL: url, L1: cache.New(cache.Options{}), Local: ratelimit.New(ratelimit.Options{}),
+	m, err := metrics.New(prometheus.NewRegistry(), "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(ctx, Options{URL: url, L1: cache.New(cache.Options{}), Local: ratelimit.New(ratelimit.Options{}),
 		Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
 		t.Fatal("no error")

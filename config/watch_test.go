@@ -26,6 +26,18 @@ func writeWatchFile(t *testing.T, path, content string) {
 	}
 }
 
+// newWatchedOne watches a new file holding "one" and returns its path.
+func newWatchedOne(t *testing.T) (string, *Watched[string]) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "callers.yaml")
+	writeWatchFile(t, path, "one")
+	w, err := NewWatched(path, watchParse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, w
+}
+
 type reloadResult struct {
 	changed bool
 	err     bool
@@ -52,12 +64,7 @@ func TestNewWatchedErrors(t *testing.T) {
 // TestWatchedReload walks a file through good, unchanged, bad, repeated
 // bad, fixed, removed and restored content.
 func TestWatchedReload(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "callers.yaml")
-	writeWatchFile(t, path, "one")
-	w, err := NewWatched(path, watchParse)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, w := newWatchedOne(t)
 	if w.Path() != path {
 		t.Errorf("Path %q; want %q", w.Path(), path)
 	}
@@ -101,14 +108,9 @@ func TestWatchedReload(t *testing.T) {
 }
 
 func TestWatchedReloadErrorNamesTheFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "callers.yaml")
-	writeWatchFile(t, path, "one")
-	w, err := NewWatched(path, watchParse)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, w := newWatchedOne(t)
 	writeWatchFile(t, path, "bad")
-	_, err = w.Reload()
+	_, err := w.Reload()
 	if want := "parsing " + path + ": content is bad"; err == nil || err.Error() != want {
 		t.Errorf("got %v; want %q", err, want)
 	}

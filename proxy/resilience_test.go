@@ -416,18 +416,33 @@ func TestOpenBreakerServesStale(t *testing.T) {
 // keyChecker is a fake BlueTape's credential check: it accepts the keys
 // it is told to, answers 401 to any other, and counts what it saw.
 type keyChecker struct {
-	mu       sync.Mutex
-	accepted map[string]bool
-	seen     map[string]int
+	keySet
+	mu   sync.Mutex
+	seen map[string]int
 }
 
-func (k *keyChecker) accept(keys ...string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+// keySet is the set of API keys a fake BlueTape accepts. It is safe for
+// concurrent use.
+type keySet struct {
+	keysMu   sync.Mutex
+	accepted map[string]bool
+}
+
+// accept replaces the keys accepted by keys.
+func (k *keySet) accept(keys ...string) {
+	k.keysMu.Lock()
+	defer k.keysMu.Unlock()
 	k.accepted = map[string]bool{}
 	for _, key := range keys {
 		k.accepted[key] = true
 	}
+}
+
+// accepts reports whether the header values are one key, an accepted one.
+func (k *keySet) accepts(values []string) bool {
+	k.keysMu.Lock()
+	defer k.keysMu.Unlock()
+	return len(values) == 1 && k.accepted[values[0]]
 }
 
 func (k *keyChecker) count(key string) int {
@@ -443,7 +458,7 @@ func (k *keyChecker) handler(account string) http.HandlerFunc {
 		if k.seen == nil {
 			k.seen = map[string]int{}
 		}
-		ok := len(keys) == 1 && k.accepted[keys[0]] &&
+		ok := k.accepts(keys) &&
 			len(r.Header.Values("X-Integration-Accountid")) == 1 && r.Header.Get("X-Integration-Accountid") == account
 		if len(keys) == 1 {
 			k.seen[keys[0]]++

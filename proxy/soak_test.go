@@ -26,25 +26,12 @@ import (
 // answers, 5xx, garbage bodies, 404s, 429s and 400s among good answers.
 // It accepts only the keys it is told to, and counts any other.
 type soakUpstream struct {
-	mu       sync.Mutex
-	accepted map[string]bool
+	keySet
 	rejected atomic.Int64
 }
 
-func (s *soakUpstream) accept(keys ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.accepted = map[string]bool{}
-	for _, k := range keys {
-		s.accepted[k] = true
-	}
-}
-
 func (s *soakUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	ok := len(r.Header.Values("X-Bluetape-Key")) == 1 && s.accepted[r.Header.Get("X-Bluetape-Key")]
-	s.mu.Unlock()
-	if !ok {
+	if !s.accepts(r.Header.Values("X-Bluetape-Key")) {
 		s.rejected.Add(1)
 		answerWith(401, `{"code": "401", "reason": "Unauthorized."}`)(w, r)
 		return

@@ -5,11 +5,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
+
+// newFileSource returns a source for the file api-key of a new secret
+// volume, holding content.
+func newFileSource(t *testing.T, content string) (*gatewaytest.SecretVolume, *SecretSource) {
+	t.Helper()
+	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": content})
+	s, err := NewSecretSource("", vol.Path("api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vol, s
+}
 
 // pollSource returns a function that polls s once and returns what Poll
 // has reported so far.
@@ -60,11 +71,7 @@ func TestSecretSourceUnusableFile(t *testing.T) {
 // directory without the file, keeps the last good value and is reported
 // once; a later good swap takes effect again.
 func TestSecretSourceFollowsKubernetesRotation(t *testing.T) {
-	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": "key-one\n"})
-	s, err := NewSecretSource("", vol.Path("api-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	vol, s := newFileSource(t, "key-one\n")
 	if got := s.Get().Reveal(); got != "key-one" {
 		t.Fatalf("Get %q; want key-one (trailing newline trimmed)", got)
 	}
@@ -115,36 +122,21 @@ func TestSecretSourceFollowsKubernetesRotation(t *testing.T) {
 // Readers during a stream of rotations see only whole values, never an
 // empty or partial one.
 func TestSecretSourceGetDuringRotations(t *testing.T) {
-	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": "key-0000"})
-	s, err := NewSecretSource("", vol.Path("api-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if v := s.Get().Reveal(); len(v) != len("key-0000") || !strings.HasPrefix(v, "key-") {
-					t.Errorf("Get %q during rotation", v)
-					return
-				}
-			}
-		})
-	}
+	vol, s := newFileSource(t, "key-0000")
+	stop := gatewaytest.Hammer(4, func(int) bool {
+		if v := s.Get().Reveal(); len(v) != len("key-0000") || !strings.HasPrefix(v, "key-") {
+			t.Errorf("Get %q during rotation", v)
+			return false
+		}
+		return true
+	})
 	for i := 1; i <= 50; i++ {
 		vol.Update(map[string]string{"api-key": fmt.Sprintf("key-%04d\n", i)})
 		if _, err := s.file.Reload(); err != nil {
 			t.Errorf("reload %d: %v", i, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if got := s.Get().Reveal(); got != "key-0050" {
 		t.Errorf("Get %q after the last rotation; want key-0050", got)
 	}
@@ -156,11 +148,7 @@ func TestSecretSourceGetDuringRotations(t *testing.T) {
 // quoting the content; a BOM before the value and a trailing CRLF are
 // stripped.
 func TestSecretSourceRefusesBadRotation(t *testing.T) {
-	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": "val-one\n"})
-	s, err := NewSecretSource("", vol.Path("api-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	vol, s := newFileSource(t, "val-one\n")
 	steps := []struct {
 		name, content string
 		wantErr       string // the error after the file's path; "" when the content is accepted

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
@@ -25,6 +24,18 @@ func writeWatchFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// newWatchedOne watches a new file holding "one" and returns its path.
+func newWatchedOne(t *testing.T) (string, *Watched[string]) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "callers.yaml")
+	writeWatchFile(t, path, "one")
+	w, err := NewWatched(path, watchParse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, w
 }
 
 type reloadResult struct {
@@ -53,12 +64,7 @@ func TestNewWatchedErrors(t *testing.T) {
 // TestWatchedReload walks a file through good, unchanged, bad, repeated
 // bad, fixed, removed and restored content.
 func TestWatchedReload(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "callers.yaml")
-	writeWatchFile(t, path, "one")
-	w, err := NewWatched(path, watchParse)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, w := newWatchedOne(t)
 	if w.Path() != path {
 		t.Errorf("Path %q; want %q", w.Path(), path)
 	}
@@ -102,14 +108,9 @@ func TestWatchedReload(t *testing.T) {
 }
 
 func TestWatchedReloadErrorNamesTheFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "callers.yaml")
-	writeWatchFile(t, path, "one")
-	w, err := NewWatched(path, watchParse)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, w := newWatchedOne(t)
 	writeWatchFile(t, path, "bad")
-	_, err = w.Reload()
+	_, err := w.Reload()
 	if want := "parsing " + path + ": content is bad"; err == nil || err.Error() != want {
 		t.Errorf("got %v; want %q", err, want)
 	}
@@ -189,33 +190,20 @@ func TestWatchedGetDuringReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if v := w.Get(); !strings.HasPrefix(v, "v") {
-					t.Errorf("Get %q: not a value the file held", v)
-					return
-				}
-			}
-		}()
-	}
+	stop := gatewaytest.Hammer(4, func(int) bool {
+		if v := w.Get(); !strings.HasPrefix(v, "v") {
+			t.Errorf("Get %q: not a value the file held", v)
+			return false
+		}
+		return true
+	})
 	for i := 1; i <= 8; i++ {
 		m.Update(map[string]string{"callers.yaml": fmt.Sprintf("v%d", i)})
 		if _, err := w.Reload(); err != nil {
 			t.Error(err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if got := w.Get(); got != "v8" {
 		t.Errorf("Get %q; want v8", got)
 	}

@@ -110,60 +110,32 @@ type codeSeries struct {
 // cacheEntries, if not nil, is read at each scrape for the cache size.
 func New(reg prometheus.Registerer, version string, cacheEntries func() float64) (*Metrics, error) {
 	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "requests_total",
-			Help: "API requests answered, by the HTTP status returned.",
-		}, []string{"code"}),
-		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: "request_duration_seconds",
-			Help:    "Time to answer an API request, by the HTTP status returned.",
-			Buckets: requestBuckets,
-		}, []string{"code"}),
-		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "upstream_requests_total",
-			Help: "Requests sent to BlueTape, by outcome: the upstream status, timeout or error.",
-		}, []string{"outcome"}),
-		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: "upstream_request_duration_seconds",
-			Help:    "Time of one request to BlueTape, by outcome.",
-			Buckets: upstreamBuckets,
-		}, []string{"outcome"}),
-		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "cache_lookups_total",
-			Help: "Cache lookups by result: hit, miss, stale or negative_hit.",
-		}, []string{"result"}),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "rate_limited_total",
-			Help: "Requests refused with 429, by caller name (anonymous without a callers file).",
-		}, []string{"caller"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "in_flight_requests",
-			Help: "API requests being served now.",
-		}),
-		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "circuit_breaker_state",
-			Help: "State of the upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
-		}),
-		secretReloadErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "secret_reload_errors_total",
-			Help: "Reloads of a secret file that failed; the last good value stays in force.",
-		}, []string{"secret"}),
-		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Name: "redis_errors_total",
-			Help: "Redis operations that failed or timed out; the replica fell back to its own state.",
-		}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Name: "upstream_retries_total",
-			Help: "Upstream requests that were retries of a failed attempt.",
-		}),
-		upstreamInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "upstream_in_flight",
-			Help: "Upstream calls in progress now, retries included, calls kept running for callers that went away too.",
-		}),
-		jwksFetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Name: "jwks_fetch_errors_total",
-			Help: "Fetches of the token issuer's discovery document or key set that failed; the last good keys stay in force.",
-		}),
+		requests: counterVec("requests_total", "code",
+			"API requests answered, by the HTTP status returned."),
+		requestDuration: histogramVec("request_duration_seconds", "code", requestBuckets,
+			"Time to answer an API request, by the HTTP status returned."),
+		upstream: counterVec("upstream_requests_total", "outcome",
+			"Requests sent to BlueTape, by outcome: the upstream status, timeout or error."),
+		upstreamDuration: histogramVec("upstream_request_duration_seconds", "outcome", upstreamBuckets,
+			"Time of one request to BlueTape, by outcome."),
+		cacheLookups: counterVec("cache_lookups_total", "result",
+			"Cache lookups by result: hit, miss, stale or negative_hit."),
+		rateLimited: counterVec("rate_limited_total", "caller",
+			"Requests refused with 429, by caller name (anonymous without a callers file)."),
+		inFlight: gauge("in_flight_requests",
+			"API requests being served now."),
+		breakerState: gauge("circuit_breaker_state",
+			"State of the upstream circuit breaker: 0 closed, 1 half-open, 2 open."),
+		secretReloadErrs: counterVec("secret_reload_errors_total", "secret",
+			"Reloads of a secret file that failed; the last good value stays in force."),
+		redisErrors: counter("redis_errors_total",
+			"Redis operations that failed or timed out; the replica fell back to its own state."),
+		retries: counter("upstream_retries_total",
+			"Upstream requests that were retries of a failed attempt."),
+		upstreamInFlight: gauge("upstream_in_flight",
+			"Upstream calls in progress now, retries included, calls kept running for callers that went away too."),
+		jwksFetchErrors: counter("jwks_fetch_errors_total",
+			"Fetches of the token issuer's discovery document or key set that failed; the last good keys stay in force."),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -198,6 +170,24 @@ func New(reg prometheus.Registerer, version string, cacheEntries func() float64)
 	m.stale = m.cacheLookups.WithLabelValues(CacheStale)
 	m.negativeHit = m.cacheLookups.WithLabelValues(CacheNegativeHit)
 	return m, nil
+}
+
+// The constructors below give every metric the gateway's namespace.
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+}
+
+func counterVec(name, label, help string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, []string{label})
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+}
+
+func histogramVec(name, label string, buckets []float64, help string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, []string{label})
 }
 
 func (m *Metrics) series(code int) *codeSeries {
@@ -355,14 +345,10 @@ type Shared struct {
 // NewShared creates shared mode's metrics and registers them with reg.
 func NewShared(reg prometheus.Registerer) (*Shared, error) {
 	s := &Shared{
-		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "redis_degraded",
-			Help: "1 while this replica serves from its own state because Redis is unreachable, 0 otherwise.",
-		}),
-		invalidEntries: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Name: "redis_invalid_entries_total",
-			Help: "Entries read back from Redis that were not a valid answer; each was taken as a miss.",
-		}),
+		degraded: gauge("redis_degraded",
+			"1 while this replica serves from its own state because Redis is unreachable, 0 otherwise."),
+		invalidEntries: counter("redis_invalid_entries_total",
+			"Entries read back from Redis that were not a valid answer; each was taken as a miss."),
 	}
 	for _, c := range []prometheus.Collector{s.degraded, s.invalidEntries} {
 		if err := reg.Register(c); err != nil {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,35 +211,18 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 	if status, err := authGet(url, bearer("reports-token")...); err != nil || status != 200 {
 		t.Fatalf("reports before the swap: %d %v; want 200", status, err)
 	}
-	stop := make(chan struct{})
-	var stopOnce sync.Once
 	var sent, failed atomic.Int64
-	var wg sync.WaitGroup
-	halt := func() {
-		stopOnce.Do(func() { close(stop) })
-		wg.Wait()
-	}
-	t.Cleanup(halt)
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				status, err := authGet(fmt.Sprintf("%s/customers/id-%d/signup", tg.URL, g), bearer("billing-token")...)
-				sent.Add(1)
-				if err != nil || status != 200 {
-					if failed.Add(1) == 1 {
-						t.Errorf("request during reload: status %d, error %v", status, err)
-					}
-				}
+	halt := gatewaytest.Hammer(4, func(g int) bool {
+		status, err := authGet(fmt.Sprintf("%s/customers/id-%d/signup", tg.URL, g), bearer("billing-token")...)
+		sent.Add(1)
+		if err != nil || status != 200 {
+			if failed.Add(1) == 1 {
+				t.Errorf("request during reload: status %d, error %v", status, err)
 			}
-		}()
-	}
+		}
+		return true
+	})
+	t.Cleanup(halt)
 	// Let requests flow before and after the swap.
 	authAtLeast(t, &sent, 50)
 	m.Update(map[string]string{"callers.yaml": v2})

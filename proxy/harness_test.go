@@ -203,21 +203,5 @@ func (tg *testGateway) do(t testing.TB, method, path string, header ...string) (
 // answer with its body read.
 func httpDo(t testing.TB, method, url string, header ...string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Add(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(body)
+	return gatewaytest.Do(t, http.DefaultClient, method, url, header...)
 }

@@ -95,6 +95,19 @@ func settledGoroutines(tg *testGateway, limit int, within time.Duration) int {
 	}
 }
 
+// wantGoroutinesBack fails the test, with every goroutine's stack, unless
+// the goroutines come back to at most baseline and a slack of 5 within
+// the time given; when says after what.
+func wantGoroutinesBack(t *testing.T, tg *testGateway, baseline int, within time.Duration, when string) {
+	t.Helper()
+	const slack = 5
+	if n := settledGoroutines(tg, baseline+slack, within); n > baseline+slack {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("goroutines %d %s; baseline %d\n%s", n, when, baseline, buf)
+	}
+}
+
 func heapInUse() uint64 {
 	runtime.GC()
 	var m runtime.MemStats
@@ -166,12 +179,7 @@ func TestAbandonedConnectionsLeaveNothingBehind(t *testing.T) {
 	// Every request the upstream answers after its caller left is still
 	// cached, and nothing else stays: goroutines come back to where they
 	// were, and the heap holds at most the cache's few hundred entries.
-	const slack = 5
-	if n := settledGoroutines(tg, baseline+slack, 10*time.Second); n > baseline+slack {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		t.Fatalf("goroutines %d after the connections left; baseline %d\n%s", n, baseline, buf)
-	}
+	wantGoroutinesBack(t, tg, baseline, 10*time.Second, "after the connections left")
 	if grown := int64(heapInUse()) - int64(heapBefore); grown > 8<<20 {
 		t.Errorf("heap in use grew by %d bytes", grown)
 	}

@@ -416,18 +416,33 @@ func TestOpenBreakerServesStale(t *testing.T) {
 // keyChecker is a fake BlueTape's credential check: it accepts the keys
 // it is told to, answers 401 to any other, and counts what it saw.
 type keyChecker struct {
-	mu       sync.Mutex
-	accepted map[string]bool
-	seen     map[string]int
+	keySet
+	mu   sync.Mutex
+	seen map[string]int
 }
 
-func (k *keyChecker) accept(keys ...string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+// keySet is the set of API keys a fake BlueTape accepts. It is safe for
+// concurrent use.
+type keySet struct {
+	keysMu   sync.Mutex
+	accepted map[string]bool
+}
+
+// accept replaces the keys accepted by keys.
+func (k *keySet) accept(keys ...string) {
+	k.keysMu.Lock()
+	defer k.keysMu.Unlock()
 	k.accepted = map[string]bool{}
 	for _, key := range keys {
 		k.accepted[key] = true
 	}
+}
+
+// accepts reports whether the header values are one key, an accepted one.
+func (k *keySet) accepts(values []string) bool {
+	k.keysMu.Lock()
+	defer k.keysMu.Unlock()
+	return len(values) == 1 && k.accepted[values[0]]
 }
 
 func (k *keyChecker) count(key string) int {
@@ -443,7 +458,7 @@ func (k *keyChecker) handler(account string) http.HandlerFunc {
 		if k.seen == nil {
 			k.seen = map[string]int{}
 		}
-		ok := len(keys) == 1 && k.accepted[keys[0]] &&
+		ok := k.accepts(keys) &&
 			len(r.Header.Values("X-Integration-Accountid")) == 1 && r.Header.Get("X-Integration-Accountid") == account
 		if len(keys) == 1 {
 			k.seen[keys[0]]++
@@ -491,65 +506,54 @@ func TestSecretRotationUnderTraffic(t *testing.T) {
 	tg.Upstream.setHandler(checker.handler(account))
 
 	// traffic sends requests for new ids (cache misses) from four
-	// goroutines until stop is closed, and reports every non-200.
+	// goroutines until the stop it returns is called, which reports every
+	// non-200.
 	var seq atomic.Int64
-	traffic := func(stop <-chan struct{}) (wait func() []string) {
-		var wg sync.WaitGroup
+	traffic := func() (stop func() []string) {
 		var mu sync.Mutex
 		var failures []string
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					id := fmt.Sprintf("rot-%d", seq.Add(1))
-					resp, err := http.Get(tg.URL + "/customers/" + id + "/signup")
-					if err != nil {
-						mu.Lock()
-						failures = append(failures, err.Error())
-						mu.Unlock()
-						continue
-					}
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 || !strings.Contains(string(body), "id="+id+`"`) {
-						mu.Lock()
-						failures = append(failures, fmt.Sprintf("%s: %d %s", id, resp.StatusCode, body))
-						mu.Unlock()
-					}
-				}
-			})
-		}
-		return func() []string { wg.Wait(); return failures }
+		halt := gatewaytest.Hammer(4, func(int) bool {
+			id := fmt.Sprintf("rot-%d", seq.Add(1))
+			resp, err := http.Get(tg.URL + "/customers/" + id + "/signup")
+			if err != nil {
+				mu.Lock()
+				failures = append(failures, err.Error())
+				mu.Unlock()
+				return true
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), "id="+id+`"`) {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("%s: %d %s", id, resp.StatusCode, body))
+				mu.Unlock()
+			}
+			return true
+		})
+		t.Cleanup(halt)
+		return func() []string { halt(); return failures }
 	}
 
 	// During the swap BlueTape accepts both keys, as in a real rotation.
-	stop := make(chan struct{})
-	wait := traffic(stop)
+	stop := traffic()
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic with the old key", func() bool { return checker.count(oldKey) >= 10 })
 	checker.accept(oldKey, newKey)
 	vol.Update(map[string]string{"api-key": newKey + "\n", "account-id": account + "\n"})
 	gatewaytest.WaitFor(t, 10*time.Second, "the new key upstream", func() bool { poll(); return checker.count(newKey) >= 10 })
-	close(stop)
-	if failures := wait(); len(failures) > 0 {
+	if failures := stop(); len(failures) > 0 {
 		t.Fatalf("%d requests failed during the rotation, first: %s", len(failures), failures[0])
 	}
 
 	// From now on only the new key is good.
 	checker.accept(newKey)
-	stop = make(chan struct{})
-	wait = traffic(stop)
+	stop = traffic()
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the rotation", func() bool { return checker.count(newKey) >= 30 })
 	// A rotation that leaves an empty file is refused: the new key stays.
 	vol.Update(map[string]string{"api-key": "\n", "account-id": account + "\n"})
 	gatewaytest.WaitFor(t, 10*time.Second, "the failed reload to be reported", func() bool { poll(); return reloadErrs.Load() > 0 })
 	n := checker.count(newKey)
 	gatewaytest.WaitFor(t, 5*time.Second, "traffic after the failed reload", func() bool { return checker.count(newKey) >= n+20 })
-	close(stop)
-	if failures := wait(); len(failures) > 0 {
+	if failures := stop(); len(failures) > 0 {
 		t.Fatalf("%d requests failed after the rotation, first: %s", len(failures), failures[0])
 	}
 	if got := reloadErrs.Load(); got != 1 {

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -27,25 +26,12 @@ import (
 // answers, 5xx, garbage bodies, 404s, 429s and 400s among good answers.
 // It accepts only the keys it is told to, and counts any other.
 type soakUpstream struct {
-	mu       sync.Mutex
-	accepted map[string]bool
+	keySet
 	rejected atomic.Int64
 }
 
-func (s *soakUpstream) accept(keys ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.accepted = map[string]bool{}
-	for _, k := range keys {
-		s.accepted[k] = true
-	}
-}
-
 func (s *soakUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	ok := len(r.Header.Values("X-Bluetape-Key")) == 1 && s.accepted[r.Header.Get("X-Bluetape-Key")]
-	s.mu.Unlock()
-	if !ok {
+	if !s.accepts(r.Header.Values("X-Bluetape-Key")) {
 		s.rejected.Add(1)
 		answerWith(401, `{"code": "401", "reason": "Unauthorized."}`)(w, r)
 		return
@@ -95,6 +81,12 @@ func (s *soakTally) record(key string) {
 	defer s.mu.Unlock()
 	s.answered++
 	s.byStatus[key]++
+}
+
+func (s *soakTally) abandon() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.abandoned++
 }
 
 func (s *soakTally) problem(format string, args ...any) {
@@ -216,9 +208,7 @@ func TestSoak(t *testing.T) {
 				if err != nil {
 					cancel()
 					if abandon && errors.Is(err, context.DeadlineExceeded) {
-						tally.mu.Lock()
-						tally.abandoned++
-						tally.mu.Unlock()
+						tally.abandon()
 						continue
 					}
 					tally.problem("%s: no answer: %v", id, err)
@@ -229,9 +219,7 @@ func TestSoak(t *testing.T) {
 				cancel()
 				if err != nil {
 					if abandon {
-						tally.mu.Lock()
-						tally.abandoned++
-						tally.mu.Unlock()
+						tally.abandon()
 						continue
 					}
 					tally.problem("%s: answer cut: %v", id, err)
@@ -324,12 +312,7 @@ func TestSoak(t *testing.T) {
 		return metricValue(t, tg.Registry, metrics.InFlightRequests) == 0
 	})
 	client.CloseIdleConnections()
-	const slack = 5
-	if n := settledGoroutines(tg, baseline+slack, 15*time.Second); n > baseline+slack {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		t.Fatalf("goroutines %d after the soak; %d before\n%s", n, baseline, buf)
-	}
+	wantGoroutinesBack(t, tg, baseline, 15*time.Second, "after the soak")
 	tg.Cache.Purge()
 	if grown := int64(heapInUse()) - int64(heapBefore); grown > 16<<20 {
 		t.Errorf("heap in use grew by %d bytes over the soak", grown)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"net/http"
 	"os"
 	"testing"
@@ -21,42 +20,22 @@ func TestMain(m *testing.M) {
 // returns the status and the X-Request-Id answered.
 func request(t *testing.T, g *gatewaytest.Gateway, method, path string, header ...string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, g.API+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
+	resp, _ := gatewaytest.Do(t, http.DefaultClient, method, g.API+path, header...)
 	return resp.StatusCode, resp.Header.Get("X-Request-Id")
 }
 
 // scrape reads g's /metrics, asking for accept when not empty.
 func scrape(t *testing.T, g *gatewaytest.Gateway, accept string) string {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, g.Admin+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var header []string
 	if accept != "" {
-		req.Header.Set("Accept", accept)
+		header = []string{"Accept", accept}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	resp, body := gatewaytest.Do(t, http.DefaultClient, http.MethodGet, g.Admin+"/metrics", header...)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", resp.StatusCode)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
-	}
-	return string(body)
+	return body
 }
 
 // sent is one request a test sent and the status it expects.

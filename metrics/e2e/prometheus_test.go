@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -170,19 +169,11 @@ scrape_configs:
 // get reads an API path of Prometheus.
 func (p *prometheus) get(t *testing.T, path string, q url.Values) string {
 	t.Helper()
-	resp, err := http.Get("http://" + p.addr + path + "?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := gatewaytest.Do(t, http.DefaultClient, http.MethodGet, "http://"+p.addr+path+"?"+q.Encode())
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s?%s: %d %s", path, q.Encode(), resp.StatusCode, b)
 	}
-	return string(b)
+	return b
 }
 
 // vector runs an instant query and returns its samples by the value of

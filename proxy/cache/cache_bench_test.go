@@ -33,13 +33,19 @@ func benchCache(max int) *Cache {
 	return New(Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: max})
 }
 
-func BenchmarkGetHit(b *testing.B) {
+// benchFilled returns a cache holding 1024 answers and their ids.
+func benchFilled() (*Cache, []string) {
 	c := benchCache(1024)
 	ids := make([]string, 1024)
 	for i := range ids {
 		ids[i] = hexID(uint64(i))
 		c.SetFound(ids[i], signupBody(hexID(uint64(i)+1<<32)))
 	}
+	return c, ids
+}
+
+func BenchmarkGetHit(b *testing.B) {
+	c, ids := benchFilled()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -50,12 +56,7 @@ func BenchmarkGetHit(b *testing.B) {
 }
 
 func BenchmarkGetHitParallel(b *testing.B) {
-	c := benchCache(1024)
-	ids := make([]string, 1024)
-	for i := range ids {
-		ids[i] = hexID(uint64(i))
-		c.SetFound(ids[i], signupBody(hexID(uint64(i)+1<<32)))
-	}
+	c, ids := benchFilled()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

@@ -74,15 +74,7 @@ func TestParseErrors(t *testing.T) {
 func TestParseErrorsNeverShowTheHash(t *testing.T) {
 	sum := sha256.Sum256([]byte(tokenOne))
 	h := hex.EncodeToString(sum[:])
-	files, err := filepath.Glob("testdata/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for f, data := range testFiles(t) {
 		if _, err := Parse(data); err != nil && strings.Contains(strings.ToLower(err.Error()), h[:16]) {
 			t.Errorf("%s: error shows the hash: %v", f, err)
 		}
@@ -93,15 +85,7 @@ func TestParseErrorsNeverShowTheHash(t *testing.T) {
 // quotes a value from it: a value may be a token pasted in the wrong
 // place.
 func TestParseErrorsQuoteNoValue(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for f, data := range testFiles(t) {
 		_, perr := Parse(data)
 		if perr == nil {
 			continue
@@ -122,6 +106,24 @@ func TestParseErrorsQuoteNoValue(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testFiles reads every file of testdata/*.yaml, by name.
+func testFiles(t *testing.T) map[string][]byte {
+	t.Helper()
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string][]byte, len(files))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[f] = data
+	}
+	return out
 }
 
 // scalarValues returns the values, not the keys, of the scalars under n.

@@ -137,12 +137,24 @@ func TestSecretFileRotation(t *testing.T) {
 	if status, _ := get(g.Admin + "/readyz"); status != 200 {
 		t.Errorf("readyz %d after a failed reload; want 200", status)
 	}
-	for _, secret := range []string{key1, key2, account} {
+	wantNotShown(t, g, metrics, key1, key2, account)
+	stopCleanly(t, g)
+}
+
+// wantNotShown fails the test if one of secrets appears in g's output or
+// in metrics, a scrape of them.
+func wantNotShown(t *testing.T, g *gatewaytest.Gateway, metrics string, secrets ...string) {
+	t.Helper()
+	for _, secret := range secrets {
 		if strings.Contains(g.Output(), secret) || strings.Contains(metrics, secret) {
-			t.Errorf("a credential appears in the log or the metrics")
+			t.Errorf("a secret appears in the log or the metrics")
 		}
 	}
+}
 
+// stopCleanly sends g SIGTERM and wants it to exit with status 0.
+func stopCleanly(t *testing.T, g *gatewaytest.Gateway) {
+	t.Helper()
 	g.Signal(t, syscall.SIGTERM)
 	if err := g.Wait(t, 15*time.Second); err != nil {
 		t.Errorf("exit after SIGTERM: %v; want status 0", err)

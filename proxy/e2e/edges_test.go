@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"io"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,19 +13,7 @@ import (
 // token when it is not empty, and returns the status.
 func adminDo(t *testing.T, g *gatewaytest.Gateway, method, path, token string) int {
 	t.Helper()
-	req, err := http.NewRequest(method, g.Admin+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	resp, _ := gatewaytest.Do(t, client, method, g.Admin+path, gatewaytest.Bearer(token)...)
 	return resp.StatusCode
 }
 
@@ -84,15 +70,8 @@ func TestAdminTokenFile(t *testing.T) {
 	if len(lines) != 1 || lines[0]["setting"] != "GATEWAY_ADMIN_TOKEN_FILE" {
 		t.Errorf("log lines for the failed reload %v; want one naming GATEWAY_ADMIN_TOKEN_FILE", lines)
 	}
-	for _, secret := range []string{token1, token2, "two words"} {
-		if strings.Contains(g.Output(), secret) || strings.Contains(metrics, secret) {
-			t.Errorf("a token appears in the log or the metrics")
-		}
-	}
-	g.Signal(t, syscall.SIGTERM)
-	if err := g.Wait(t, 15*time.Second); err != nil {
-		t.Errorf("exit after SIGTERM: %v; want status 0", err)
-	}
+	wantNotShown(t, g, metrics, token1, token2, "two words")
+	stopCleanly(t, g)
 }
 
 // Without GATEWAY_ADMIN_TOKEN_FILE the admin actions are not served.

@@ -21,18 +21,7 @@ import (
 // fails the test.
 func getAuth(t *testing.T, url, tok string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := gatewaytest.Do(t, client, http.MethodGet, url, gatewaytest.Bearer(tok)...)
 	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
 }
 

@@ -85,15 +85,7 @@ func TestTracesExported(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v; want status 0", err)
 	}
 	spans := rcv.WaitForSpans(t, 2, 10*time.Second)
-	var server, attempt *otlptest.Span
-	for i := range spans {
-		switch spans[i].Name {
-		case "GET /customers/{id}/signup":
-			server = &spans[i]
-		case "GET":
-			attempt = &spans[i]
-		}
-	}
+	server, attempt := otlptest.Named(spans, "GET /customers/{id}/signup"), otlptest.Named(spans, "GET")
 	if server == nil || attempt == nil {
 		t.Fatalf("%d spans received without the server and the attempt span", len(spans))
 	}

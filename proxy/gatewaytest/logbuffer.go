@@ -64,3 +64,17 @@ func JSONLines(t testing.TB, s string) []map[string]any {
 	}
 	return out
 }
+
+// NoSecret fails the test if text, found at where, holds one of secrets
+// or its last 16 characters, a piece long enough to identify it.
+func NoSecret(t testing.TB, where, text string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		for _, piece := range []string{s, s[max(len(s)-16, 0):]} {
+			if strings.Contains(text, piece) {
+				t.Errorf("%s holds a credential (%q):\n%s", where, piece, text)
+				return
+			}
+		}
+	}
+}

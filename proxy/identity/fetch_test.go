@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"errors"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // fetchLog records what OnFetch reports.
@@ -35,24 +36,6 @@ func (f *fetchLog) failures() (failed, total int) {
 		}
 	}
 	return failed, len(f.errs)
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // stepper replaces Verifier.after: each wait Run asks for is sent on
@@ -93,7 +76,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 	is := newIssuer(t, false, rsaSigner(t))
 	is.SetDown(true)
 	var fl fetchLog
-	var logs syncBuffer
+	var logs gatewaytest.LogBuffer
 	v := newVerifier(t, is, c, Options{
 		OnFetch:         fl.OnFetch,
 		Logger:          slog.New(slog.NewTextHandler(&logs, nil)),

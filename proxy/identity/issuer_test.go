@@ -4,10 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/identity/identitytest"
 )
 
@@ -29,25 +29,8 @@ func newIssuer(t testing.TB, tlsServer bool, keys ...signingKey) *issuer {
 	return identitytest.NewIssuer(t, keys...)
 }
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Unix(1_900_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newClock returns a settable clock for Options.Now.
+func newClock() *gatewaytest.Clock { return gatewaytest.NewClockAt(time.Unix(1_900_000_000, 0)) }
 
 // podClaims returns the claims of billing/billing-api's token issued at
 // now, valid for an hour.
@@ -62,7 +45,7 @@ func sign(t testing.TB, k signingKey, claims any) string {
 }
 
 // newVerifier returns a Verifier for is with the clock c.
-func newVerifier(t testing.TB, is *issuer, c *clock, o Options) *Verifier {
+func newVerifier(t testing.TB, is *issuer, c *gatewaytest.Clock, o Options) *Verifier {
 	t.Helper()
 	o.Issuer = is.URL
 	if o.Audience == "" {

@@ -1,14 +1,10 @@
 package redisstore
 
 import (
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
@@ -71,25 +67,7 @@ func TestRedisUnreachableFallsBackToLocal(t *testing.T) {
 // timeout, then nothing until the next probe.
 func TestRedisHangingCostsOneTimeout(t *testing.T) {
 	addr := blackhole(t)
-	start := time.Now()
-	a := newReplica(t, "redis://"+addr, nil, func(o *Options) {
-		o.Timeout = 50 * time.Millisecond
-		o.RetryAfter = time.Hour
-	})
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("New took %v against a hanging Redis; want about the 50ms timeout", d)
-	}
-	start = time.Now()
-	for range 100 {
-		a.Cache().Get(ctx, "c1")
-		a.Limiter().Allow(ctx, "k", ratelimit.Policy{Rate: 1, Burst: 1})
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("200 operations with the circuit open took %v; want no wait on Redis, which would cost 50ms each", d)
-	}
-	if got := a.redisErrors(t); got != 1 {
-		t.Errorf("redis_errors_total %v; want 1", got)
-	}
+	costsOneTimeout(t, "redis://"+addr)
 }
 
 // When Redis comes back, a probe finds it and the replicas share again.
@@ -123,24 +101,13 @@ func TestRedisRecovers(t *testing.T) {
 }
 
 func TestNewRejectsBadURL(t *testing.T) {
-	m, err := metrics.New(prometheus.NewRegistry(), "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, url := range map[string]string{
 		"scheme":   "http://127.0.0.1:6379",
 		"database": "redis://:s3cret-password@127.0.0.1:6379/notadb",
 		"port":     "redis://:s3cret-password@127.0.0.1:port/0",
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := New(ctx, Options{URL: url, L1: cache.New(cache.Options{}), Local: ratelimit.New(ratelimit.Options{}),
-				Metrics: m, Logger: slog.New(slog.DiscardHandler)})
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if strings.Contains(err.Error(), "s3cret") {
-				t.Errorf("the error shows the password: %v", err)
-			}
+			newRejected(t, url)
 		})
 	}
 }

@@ -144,3 +144,49 @@ func blackhole(t *testing.T) string {
 func answer(id string) []byte {
 	return []byte(`{"signUpUrl":"https://www.bluetape.com/signup?id=` + id + `"}`)
 }
+
+// newRejected calls New with a URL it must refuse, and checks that the
+// error does not show the URL's password, s3cret.
+func newRejected(t *testing.T, url string) error {
+	t.Helper()
+	m, err := metrics.New(prometheus.NewRegistry(), "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(ctx, Options{URL: url, L1: cache.New(cache.Options{}), Local: ratelimit.New(ratelimit.Options{}),
+		Metrics: m, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+	return err
+}
+
+// costsOneTimeout starts a replica on url, a Redis that accepts
+// connections and never answers, and checks that it costs one operation
+// timeout, then nothing until the next probe.
+func costsOneTimeout(t *testing.T, url string) *replica {
+	t.Helper()
+	start := time.Now()
+	a := newReplica(t, url, nil, func(o *Options) {
+		o.Timeout = 50 * time.Millisecond
+		o.RetryAfter = time.Hour
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("New took %v against a hanging Redis; want about the 50ms timeout", d)
+	}
+	start = time.Now()
+	for range 100 {
+		a.Cache().Get(ctx, "c1")
+		a.Limiter().Allow(ctx, "k", ratelimit.Policy{Rate: 1, Burst: 1})
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("200 operations with the circuit open took %v; want no wait on Redis, which would cost 50ms each", d)
+	}
+	if got := a.redisErrors(t); got != 1 {
+		t.Errorf("redis_errors_total %v; want 1", got)
+	}
+	return a
+}

@@ -42,15 +42,7 @@ func TestExportOTLP(t *testing.T) {
 				t.Fatalf("shutdown: %v", err)
 			}
 			spans := rcv.WaitForSpans(t, before+2, 20*time.Second)[before:]
-			var server, attempt *otlptest.Span
-			for i := range spans {
-				switch spans[i].Name {
-				case "GET /customers/{id}/signup":
-					server = &spans[i]
-				case "GET":
-					attempt = &spans[i]
-				}
-			}
+			server, attempt := otlptest.Named(spans, "GET /customers/{id}/signup"), otlptest.Named(spans, "GET")
 			if server == nil || attempt == nil {
 				t.Fatalf("received %d spans without the server and attempt spans", len(spans))
 			}

@@ -49,6 +49,17 @@ func (s Span) ParentID() string { return hex.EncodeToString(s.Span.ParentSpanId)
 // whether it is present.
 func (s Span) Attr(key string) (string, bool) { return attr(s.Span.Attributes, key) }
 
+// Named returns the last of spans named name, or nil when there is none.
+func Named(spans []Span, name string) *Span {
+	var found *Span
+	for i := range spans {
+		if spans[i].Name == name {
+			found = &spans[i]
+		}
+	}
+	return found
+}
+
 func attr(kvs []*commonpb.KeyValue, key string) (string, bool) {
 	for _, kv := range kvs {
 		if kv.Key == key {

@@ -147,7 +147,7 @@ func start(ctx context.Context, o startOptions) error {
 	var adminToken func() string
 	var adminSource *config.SecretSource
 	if cfg.AdminTokenFile != "" {
-		if adminSource, err = config.NewSecretSource("", cfg.AdminTokenFile); err != nil {
+		if adminSource, err = config.NewSecretSource(cfg.AdminToken, cfg.AdminTokenFile); err != nil {
 			return fmt.Errorf("%s: %w", config.EnvAdminTokenFile, err)
 		}
 		adminToken = func() string { return adminSource.Get().Reveal() }
@@ -194,7 +194,7 @@ func start(ctx context.Context, o startOptions) error {
 	if registry != nil {
 		opts.Callers = registry.Get
 	}
-	var redisURL *config.Watched[config.Secret]
+	var redisURL *config.SecretSource
 	var rs *redisstore.Backend
 	var verifier *identity.Verifier
 	if cfg.JWTIssuer != "" {
@@ -221,7 +221,7 @@ func start(ctx context.Context, o startOptions) error {
 		setting := config.EnvRedisURL
 		if cfg.RedisURLFile != "" {
 			setting = config.EnvRedisURLFile
-			if redisURL, err = config.NewWatched(cfg.RedisURLFile, config.ParseRedisURL); err != nil {
+			if redisURL, err = config.NewSecretSourceParsed(cfg.RedisURL, cfg.RedisURLFile, config.ParseRedisURL); err != nil {
 				return fmt.Errorf("%s: %w", setting, err)
 			}
 			url = redisURL.Get().Reveal()

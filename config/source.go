@@ -9,12 +9,23 @@ type SecretSource struct {
 }
 
 // NewSecretSource returns a source for value, or for file when file is set.
-// The file is read once here; an unusable file is an error.
+// Load has read the file already: value is its content, the first value in
+// force, and the file is read again only to follow its rotations. With an
+// empty value the file is read here; an unusable file is an error.
 func NewSecretSource(value Secret, file string) (*SecretSource, error) {
-	if file == "" {
+	return NewSecretSourceParsed(value, file, ParseSecret)
+}
+
+// NewSecretSourceParsed is NewSecretSource for a secret file whose content
+// parse checks, such as ParseRedisURL.
+func NewSecretSourceParsed(value Secret, file string, parse func([]byte) (Secret, error)) (*SecretSource, error) {
+	switch {
+	case file == "":
 		return &SecretSource{fixed: value}, nil
+	case value != "":
+		return &SecretSource{file: newSeededWatched(file, parse, value)}, nil
 	}
-	w, err := NewWatched(file, ParseSecret)
+	w, err := NewWatched(file, parse)
 	if err != nil {
 		return nil, err
 	}

@@ -202,3 +202,42 @@ func TestSecretSourcePollReportsBadRotation(t *testing.T) {
 		t.Errorf("Get %q; want acct-one, the last good value", got)
 	}
 }
+
+// A source given the value Load read from its file does not read the file
+// again to start: the value is in force at once, and the first poll of the
+// same content reports nothing, while a later rotation is followed.
+func TestSecretSourceStartsFromLoadedValue(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api-key")
+	if err := os.WriteFile(path, []byte("key-one\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(env(map[string]string{EnvAPIKey: "", EnvAPIKeyFile: path}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file is away while the source is made: were it read again
+	// there, NewSecretSource would fail.
+	if err := os.Rename(path, path+".away"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSecretSource(c.APIKey, c.APIKeyFile)
+	if err != nil {
+		t.Fatalf("NewSecretSource read the file again: %v", err)
+	}
+	if got := s.Get().Reveal(); got != "key-one" {
+		t.Errorf("Get %q; want key-one", got)
+	}
+	if err := os.Rename(path+".away", path); err != nil {
+		t.Fatal(err)
+	}
+	poll := pollSource(s)
+	if changes, errs := poll(); changes != 0 || len(errs) != 0 {
+		t.Errorf("first poll of the loaded content: %d changes, %v; want none", changes, errs)
+	}
+	if err := os.WriteFile(path, []byte("key-two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if changes, errs := poll(); changes != 1 || len(errs) != 0 || s.Get().Reveal() != "key-two" {
+		t.Errorf("after rotation: %d changes, %v, value %q; want one change to key-two", changes, errs, s.Get().Reveal())
+	}
+}

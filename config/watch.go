@@ -24,10 +24,11 @@ type Watched[T any] struct {
 	parse func([]byte) (T, error)
 	cur   atomic.Pointer[T]
 
-	mu          sync.Mutex // serialises Reload
-	last        []byte     // content of the value in force
-	bad         []byte     // content that failed to parse, reported once
-	readFailing bool       // the file could not be read, reported once
+	mu          sync.Mutex   // serialises Reload
+	last        []byte       // content of the value in force; nil if seeded
+	seeded      func(T) bool // for a seeded value: whether a parsed value is it
+	bad         []byte       // content that failed to parse, reported once
+	readFailing bool         // the file could not be read, reported once
 }
 
 // NewWatched reads and parses path once. An error here means the file is
@@ -45,6 +46,16 @@ func NewWatched[T any](path string, parse func([]byte) (T, error)) (*Watched[T],
 	w.cur.Store(&v)
 	w.last = data
 	return w, nil
+}
+
+// newSeededWatched watches a secret file whose content Load has read and
+// parsed already: value is in force from the start, and the file is read
+// again only at the next Reload. A first Reload that finds the same value
+// reports no change.
+func newSeededWatched(path string, parse func([]byte) (Secret, error), value Secret) *Watched[Secret] {
+	w := &Watched[Secret]{path: path, parse: parse, seeded: func(v Secret) bool { return v == value }}
+	w.cur.Store(&value)
+	return w
 }
 
 // Path returns the watched file's path.
@@ -80,6 +91,11 @@ func (w *Watched[T]) Reload() (bool, error) {
 	if err != nil {
 		w.bad = append([]byte{}, data...)
 		return false, fmt.Errorf("parsing %s: %w", w.path, err)
+	}
+	if w.last == nil && w.seeded != nil && w.seeded(v) {
+		// The seeded value's own content: no change.
+		w.last, w.bad = data, nil
+		return false, nil
 	}
 	w.cur.Store(&v)
 	w.last, w.bad = data, nil

@@ -108,7 +108,7 @@ func TestBadConfigurationExits(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			env := append([]string{"GATEWAY_LISTEN_ADDR=127.0.0.1:0", "GATEWAY_ADMIN_ADDR=127.0.0.1:0"}, tc.env...)
+			env := append([]string{"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, tc.env...)
 			p := gatewaytest.Start(t, env, gateway.Path)
 			err := p.Wait(t, 30*time.Second)
 			var exit *exec.ExitError

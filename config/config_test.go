@@ -290,8 +290,9 @@ func TestBounds(t *testing.T) {
 	if c.CacheTTL != 8760*time.Hour || c.StaleTTL != 8760*time.Hour || c.ListenAddr != ":1" || c.AdminAddr != "[::1]:65535" {
 		t.Errorf("bounds not accepted: %+v", c)
 	}
-	if _, err := Load(env(map[string]string{EnvListenAddr: "127.0.0.1:0", EnvAdminAddr: "127.0.0.1:0"}), ""); err != nil {
-		t.Errorf("port 0: %v", err)
+	_, err = Load(env(map[string]string{EnvListenAddr: "127.0.0.1:0"}), "")
+	if want := "GATEWAY_LISTEN_ADDR: port 0 out of range: want 1-65535"; err == nil || err.Error() != want {
+		t.Errorf("port 0: %v; want %q", err, want)
 	}
 }
 

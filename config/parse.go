@@ -86,9 +86,6 @@ func (p *parser) addr(name string, dst *string) {
 	case err != nil:
 		p.fail(name, "invalid port %q", port)
 		return
-	case n == 0:
-		// Port 0 asks the system for a free port, which tests use; the
-		// address it got is logged at start.
 	case n < 1 || n > 65535:
 		p.fail(name, "port %d out of range: want 1-65535", n)
 		return

@@ -58,34 +58,40 @@ type Gateway struct {
 }
 
 // Start runs the gateway with args and env, composed as for the
-// package's Start, and by default listening on 127.0.0.1 ports the system
-// picks. It waits, for at most 30s, until the gateway has logged where it
-// listens and its /readyz answers 200; it fails the test, showing the
-// gateway's output, if the gateway exits or is not ready by then. A test
-// whose log level hides the info line "gateway listening" sets
-// GATEWAY_LISTEN_ADDR and GATEWAY_ADMIN_ADDR in env itself, to addresses
-// from FreeAddr; Start then waits for those.
+// package's Start, listening by default on two 127.0.0.1 ports that were
+// free a moment before (FreeAddr; the gateway refuses port 0). It waits,
+// for at most 30s, until the gateway's /readyz answers 200; it fails the
+// test, showing the gateway's output, if the gateway exits or is not ready
+// by then. Should another program take one of those ports first, the
+// gateway exits at once saying so, and Start tries again with new ports,
+// three times at most. env may set GATEWAY_LISTEN_ADDR and
+// GATEWAY_ADMIN_ADDR itself.
 func (b *Binary) Start(t testing.TB, env []string, args ...string) *Gateway {
 	t.Helper()
-	env = append([]string{"GATEWAY_LISTEN_ADDR=127.0.0.1:0", "GATEWAY_ADMIN_ADDR=127.0.0.1:0"}, env...)
-	g := &Gateway{Process: Start(t, env, b.Path, args...)}
-	api, admin := lastValue(env, "GATEWAY_LISTEN_ADDR"), lastValue(env, "GATEWAY_ADMIN_ADDR")
-	if !strings.HasSuffix(api, ":0") && !strings.HasSuffix(admin, ":0") {
-		g.API, g.Admin = "http://"+api, "http://"+admin
-	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	WaitFor(t, 30*time.Second, "the gateway to listen and be ready", func() bool {
-		if g.Exited() {
+	for try := 1; ; try++ {
+		full := append([]string{"GATEWAY_LISTEN_ADDR=" + FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + FreeAddr(t)}, env...)
+		g := &Gateway{Process: Start(t, full, b.Path, args...)}
+		g.API = "http://" + lastValue(full, "GATEWAY_LISTEN_ADDR")
+		g.Admin = "http://" + lastValue(full, "GATEWAY_ADMIN_ADDR")
+		if g.waitReady(t) {
+			return g
+		}
+		if try == 3 || !strings.Contains(g.Output(), "address already in use") {
 			t.Fatalf("the gateway exited at start (%v):\n%s", g.Err(), g.Output())
 		}
-		if g.Admin == "" {
-			lines := g.Stdout.Records("gateway listening")
-			if len(lines) == 0 {
-				return false
-			}
-			api, _ := lines[0]["api"].(string)
-			admin, _ := lines[0]["admin"].(string)
-			g.API, g.Admin = "http://"+api, "http://"+admin
+	}
+}
+
+// waitReady waits, for at most 30s, until g's /readyz answers 200, and
+// reports false if g exits first.
+func (g *Gateway) waitReady(t testing.TB) bool {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	exited := false
+	WaitFor(t, 30*time.Second, "the gateway to listen and be ready", func() bool {
+		if g.Exited() {
+			exited = true
+			return true
 		}
 		resp, err := client.Get(g.Admin + "/readyz")
 		if err != nil {
@@ -94,7 +100,7 @@ func (b *Binary) Start(t testing.TB, env []string, args ...string) *Gateway {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return g
+	return !exited
 }
 
 // lastValue returns the value of the last key=value entry of env for key.

@@ -126,8 +126,8 @@ func (p *Process) Stop(t testing.TB) {
 }
 
 // FreeAddr returns a 127.0.0.1 address whose port was free when it was
-// called. Another program may take the port before the caller uses it, so
-// prefer port 0 wherever the listener's address can be learned afterwards.
+// called. Another program may take the port before the caller uses it:
+// where a listener of the test's own can take port 0 instead, it should.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

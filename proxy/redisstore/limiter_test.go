@@ -11,9 +11,7 @@ import (
 
 // A burst is shared by all replicas: taken from either, it is spent once.
 func TestLimiterBurstSharedAcrossReplicas(t *testing.T) {
-	srv := redistest.Start(t)
-	a := newReplica(t, srv.URL(), nil, nil)
-	b := newReplica(t, srv.URL(), nil, nil)
+	a, b := twoReplicas(t)
 	p := ratelimit.Policy{Rate: 0.01, Burst: 4} // one token per 100s
 
 	for i, want := range []int{3, 2, 1, 0} {

@@ -9,9 +9,7 @@ import (
 )
 
 func TestLockExclusive(t *testing.T) {
-	srv := redistest.Start(t)
-	a := newReplica(t, srv.URL(), nil, nil)
-	b := newReplica(t, srv.URL(), nil, nil)
+	a, b := twoReplicas(t)
 
 	unlock, err := a.Locker().TryLock(ctx, "c1", time.Minute)
 	if err != nil || unlock == nil {
@@ -33,9 +31,7 @@ func TestLockExclusive(t *testing.T) {
 // A holder whose lock expired and was taken over must not release the new
 // holder's lock.
 func TestLockExpiredHolderCannotReleaseSuccessor(t *testing.T) {
-	srv := redistest.Start(t)
-	a := newReplica(t, srv.URL(), nil, nil)
-	b := newReplica(t, srv.URL(), nil, nil)
+	a, b := twoReplicas(t)
 
 	unlockA, err := a.Locker().TryLock(ctx, "c1", 20*time.Millisecond)
 	if err != nil || unlockA == nil {

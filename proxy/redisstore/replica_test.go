@@ -16,6 +16,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
+	"github.com/bluetape/bluetape-gateway/proxy/redisstore/redistest"
 )
 
 // newTestClock returns the settable clock of cache freshness the
@@ -39,6 +40,13 @@ const (
 	testStale    = time.Hour
 	testTimeout  = 5 * time.Second
 )
+
+// twoReplicas connects two replicas to a new Redis server of their own.
+func twoReplicas(t *testing.T) (a, b *replica) {
+	t.Helper()
+	srv := redistest.Start(t)
+	return newReplica(t, srv.URL(), nil, nil), newReplica(t, srv.URL(), nil, nil)
+}
 
 // newReplica connects a replica to the Redis at url; edit may change the
 // options first. The store is closed at the end of the test.

@@ -196,9 +196,7 @@ func TestSharedRedisOutageUnderTraffic(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -218,7 +216,7 @@ func TestSharedRedisOutageUnderTraffic(t *testing.T) {
 				}
 				served.Add(1)
 			}
-		}()
+		})
 	}
 	t.Cleanup(func() {
 		select {

@@ -390,9 +390,7 @@ func TestConcurrentUse(t *testing.T) {
 	c, clk := newCache(t, max)
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := 0; i < 2000; i++ {
 				id := fmt.Sprintf("id%d", (i*7+g*13)%200)
 				switch i % 5 {
@@ -412,7 +410,7 @@ func TestConcurrentUse(t *testing.T) {
 					t.Error("served an empty answer")
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	checkInvariants(t, c)

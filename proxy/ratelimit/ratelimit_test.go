@@ -207,16 +207,14 @@ func TestConcurrentUse(t *testing.T) {
 	p := Policy{Rate: 1000, Burst: 10}
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := 0; i < 2000; i++ {
 				s.Allow(strconv.Itoa(g*10000+i%200), p)
 				if i%100 == 0 {
 					s.Sweep()
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if n := s.Len(); n > 64 {

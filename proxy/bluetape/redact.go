@@ -2,6 +2,7 @@ package bluetape
 
 import (
 	"encoding/json"
+	"iter"
 	"strconv"
 	"strings"
 )
@@ -135,40 +136,45 @@ func pickMarker(needles []string) string {
 // first round is the last.
 func redact(s string, needles []string, marker string) string {
 	covered := make([]bool, len(s))
-	for _, n := range needles {
-		for i := 0; ; {
-			j := strings.Index(s[i:], n)
-			if j < 0 {
-				break
-			}
-			for k := i + j; k < i+j+len(n); k++ {
-				covered[k] = true
-			}
-			i += j + 1
+	for start, end := range occurrences(s, needles) {
+		for k := start; k < end; k++ {
+			covered[k] = true
 		}
 	}
 	for {
 		out, origin := build(s, covered, marker)
 		progress := false
-		for _, n := range needles {
-			for i := 0; ; {
-				j := strings.Index(out[i:], n)
-				if j < 0 {
-					break
+		for start, end := range occurrences(out, needles) {
+			for k := start; k < end; k++ {
+				if o := origin[k]; o >= 0 && !covered[o] {
+					covered[o] = true
+					progress = true
 				}
-				for k := i + j; k < i+j+len(n); k++ {
-					if o := origin[k]; o >= 0 && !covered[o] {
-						covered[o] = true
-						progress = true
-					}
-				}
-				i += j + 1
 			}
 		}
 		if !progress {
 			// No needle in out: a match made only of marker bytes
 			// cannot happen, as marker holds no needle.
 			return out
+		}
+	}
+}
+
+// occurrences yields the start and end in s of each occurrence of each
+// needle, overlapping ones included.
+func occurrences(s string, needles []string) iter.Seq2[int, int] {
+	return func(yield func(start, end int) bool) {
+		for _, n := range needles {
+			for i := 0; ; {
+				j := strings.Index(s[i:], n)
+				if j < 0 {
+					break
+				}
+				if !yield(i+j, i+j+len(n)) {
+					return
+				}
+				i += j + 1
+			}
 		}
 	}
 }

@@ -11,40 +11,56 @@ import (
 // secret reads a credential from its variable or from the file its _FILE
 // variable names; exactly one of the two must be set.
 func (p *parser) secret(name, fileName string) (Secret, string) {
+	s, file, set := p.secretOrFile(name, fileName,
+		func(v string) (Secret, error) { return ParseSecret([]byte(v)) }, ReadSecretFile)
+	if !set {
+		p.fail(name, "is required (or %s)", fileName)
+	}
+	return s, file
+}
+
+// secretOrFile reads a secret setting from the variable name, checked by
+// fromValue, or from the file the variable fileName names, read by
+// fromFile; at most one of the two may be set. It returns the value, the
+// file it came from, if any, and whether either variable is set.
+func (p *parser) secretOrFile(name, fileName string, fromValue, fromFile func(string) (Secret, error)) (Secret, string, bool) {
 	v, hasValue := p.values[name]
 	file, hasFile := p.values[fileName]
 	switch {
 	case hasValue && hasFile:
 		p.fail(name, "set only one of %s and %s", name, fileName)
 	case hasValue:
-		s, err := ParseSecret([]byte(v))
+		s, err := fromValue(v)
 		if err != nil {
 			p.fail(name, "%v", err)
 		}
-		return s, ""
+		return s, "", true
 	case hasFile:
-		s, err := ReadSecretFile(file)
+		s, err := fromFile(file)
 		if err != nil {
 			p.fail(fileName, "%v", err)
-			return "", file
 		}
-		return s, file
-	default:
-		p.fail(name, "is required (or %s)", fileName)
+		return s, file, true
 	}
-	return "", ""
+	return "", "", hasValue || hasFile
 }
 
 // ReadSecretFile reads a secret mounted as a file; see ParseSecret. Errors
 // name the file and never its content.
 func ReadSecretFile(path string) (Secret, error) {
+	return readSecretFile(path, ParseSecret, "secret file %s %w")
+}
+
+// readSecretFile reads the file at path and parses its content; a parse
+// error is wrapped by format, given the path and the error.
+func readSecretFile(path string, parse func([]byte) (Secret, error), format string) (Secret, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("reading secret file: %w", err)
 	}
-	s, err := ParseSecret(data)
+	s, err := parse(data)
 	if err != nil {
-		return "", fmt.Errorf("secret file %s %w", path, err)
+		return "", fmt.Errorf(format, path, err)
 	}
 	return s, nil
 }
@@ -82,30 +98,15 @@ var utf8BOM = []byte("\ufeff")
 // redisURL reads GATEWAY_REDIS_URL or the file GATEWAY_REDIS_URL_FILE
 // names; at most one of the two may be set.
 func (p *parser) redisURL(c *Config) {
-	v, hasValue := p.values[EnvRedisURL]
-	file, hasFile := p.values[EnvRedisURLFile]
-	switch {
-	case hasValue && hasFile:
-		p.fail(EnvRedisURL, "set only one of %s and %s", EnvRedisURL, EnvRedisURLFile)
-	case hasValue:
+	s, file, _ := p.secretOrFile(EnvRedisURL, EnvRedisURLFile, func(v string) (Secret, error) {
 		if err := checkRedisURL(v); err != nil {
-			p.fail(EnvRedisURL, "%v", err)
-			return
+			return "", err
 		}
-		c.RedisURL = Secret(v)
-	case hasFile:
-		data, err := os.ReadFile(file)
-		if err != nil {
-			p.fail(EnvRedisURLFile, "reading secret file: %v", err)
-			return
-		}
-		s, err := ParseRedisURL(data)
-		if err != nil {
-			p.fail(EnvRedisURLFile, "secret file %s: %v", file, err)
-			return
-		}
-		c.RedisURL, c.RedisURLFile = s, file
-	}
+		return Secret(v), nil
+	}, func(file string) (Secret, error) {
+		return readSecretFile(file, ParseRedisURL, "secret file %s: %w")
+	})
+	c.RedisURL, c.RedisURLFile = s, file
 }
 
 // ParseRedisURL reads a Redis URL from a secret file's content, as

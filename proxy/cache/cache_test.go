@@ -72,6 +72,18 @@ func body(s string) []byte {
 	return []byte(`{"signUpUrl":"https://www.bluetape.com/signup?id=` + s + `"}`)
 }
 
+// wantLen stops the test unless c holds want entries; when, if not empty,
+// says at which point of the test.
+func wantLen(t *testing.T, c *Cache, want int, when string) {
+	t.Helper()
+	if n := c.Len(); n != want {
+		if when != "" {
+			when = " " + when
+		}
+		t.Fatalf("Len() = %d%s; want %d", n, when, want)
+	}
+}
+
 func wantState(t *testing.T, c *Cache, id string, want State) *Entry {
 	t.Helper()
 	e, got := c.Get(id)
@@ -98,9 +110,7 @@ func TestFoundIsFreshThenStaleThenGone(t *testing.T) {
 	wantState(t, c, "a", Stale)
 	clk.Advance(time.Nanosecond)
 	wantState(t, c, "a", Miss)
-	if n := c.Len(); n != 0 {
-		t.Errorf("Len() = %d after the stale window; want 0", n)
-	}
+	wantLen(t, c, 0, "after the stale window")
 }
 
 func TestNotFoundIsFreshThenGoneNeverStale(t *testing.T) {
@@ -111,9 +121,7 @@ func TestNotFoundIsFreshThenGoneNeverStale(t *testing.T) {
 	}
 	clk.Advance(negativeTTL)
 	wantState(t, c, "a", Miss)
-	if n := c.Len(); n != 0 {
-		t.Errorf("Len() = %d; want 0", n)
-	}
+	wantLen(t, c, 0, "")
 }
 
 func TestNegativeCachingOff(t *testing.T) {
@@ -125,9 +133,7 @@ func TestNegativeCachingOff(t *testing.T) {
 	c.SetFound("b", body("b"))
 	c.SetNotFound("b") // the upstream said b is gone: its answer goes too
 	wantState(t, c, "b", Miss)
-	if n := c.Len(); n != 0 {
-		t.Errorf("Len() = %d; want 0", n)
-	}
+	wantLen(t, c, 0, "")
 }
 
 func TestStaleOff(t *testing.T) {
@@ -154,9 +160,7 @@ func TestKindChanges(t *testing.T) {
 	c.SetFound("a", body("a3"))
 	clk.Advance(time.Minute)
 	wantState(t, c, "a", Fresh)
-	if n := c.Len(); n != 1 {
-		t.Errorf("Len() = %d; want 1", n)
-	}
+	wantLen(t, c, 1, "")
 }
 
 func TestSetFoundNilBodyIsNotNegative(t *testing.T) {
@@ -304,30 +308,20 @@ func TestExpiredEntriesGoBeforeLiveOnes(t *testing.T) {
 	clk.Advance(negativeTTL)
 	c.SetFound("r", body("r")) // the expired negative makes room
 	wantState(t, c, "p", Fresh)
-	if n := c.Len(); n != 3 {
-		t.Fatalf("Len() = %d; want 3", n)
-	}
+	wantLen(t, c, 3, "")
 }
 
 func TestLenCountsOnlyServableEntries(t *testing.T) {
 	c, clk := newCache(t, 10)
 	fill(c, "p", 3, false)
 	fill(c, "n", 2, true)
-	if n := c.Len(); n != 5 {
-		t.Fatalf("Len() = %d; want 5", n)
-	}
+	wantLen(t, c, 5, "")
 	clk.Advance(negativeTTL)
-	if n := c.Len(); n != 3 {
-		t.Fatalf("Len() = %d after the negative TTL; want 3", n)
-	}
+	wantLen(t, c, 3, "after the negative TTL")
 	clk.Advance(ttl)
-	if n := c.Len(); n != 3 {
-		t.Fatalf("Len() = %d with stale answers; want 3", n)
-	}
+	wantLen(t, c, 3, "with stale answers")
 	clk.Advance(staleTTL)
-	if n := c.Len(); n != 0 {
-		t.Fatalf("Len() = %d after the stale window; want 0", n)
-	}
+	wantLen(t, c, 0, "after the stale window")
 }
 
 func TestSetEntry(t *testing.T) {
@@ -355,9 +349,7 @@ func TestPurge(t *testing.T) {
 	fill(c, "p", 3, false)
 	fill(c, "n", 3, true)
 	c.Purge()
-	if n := c.Len(); n != 0 {
-		t.Fatalf("Len() = %d; want 0", n)
-	}
+	wantLen(t, c, 0, "")
 	fill(c, "p", 3, false)
 	wantState(t, c, "p2", Fresh)
 }

@@ -173,11 +173,7 @@ func TestLint(t *testing.T) {
 // TestRequestCodeFold checks that a status outside 100–599 is counted as
 // 500, so that the code label stays three digits.
 func TestRequestCodeFold(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := New(reg, "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newTestMetrics(t)
 	for _, code := range []int{-1, 0, 42, 99, 600, 999, 1000} {
 		m.Request(code, time.Millisecond)
 		m.RequestWithExemplar(code, time.Millisecond, "rid")
@@ -194,11 +190,7 @@ bluetape_gateway_requests_total{code="500"} 14
 // TestUpstreamOutcomeFold checks that an outcome outside the label's set
 // is counted as "error".
 func TestUpstreamOutcomeFold(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := New(reg, "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newTestMetrics(t)
 	for _, o := range []string{"", "Timeout", "20", "2000", "abc", "600", "099", "/customers/x", "error"} {
 		m.Upstream(o, time.Millisecond, "")
 	}
@@ -219,11 +211,7 @@ bluetape_gateway_upstream_requests_total{outcome="error"} 9
 // characters is valid, but OpenMetrics allows 128 for the exemplar's name
 // and value together.
 func TestExemplars(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := New(reg, "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newTestMetrics(t)
 	long := strings.Repeat("x", 128)
 	fits := strings.Repeat("y", maxExemplarID)
 	m.RequestWithExemplar(200, 3*time.Millisecond, fits)
@@ -280,4 +268,15 @@ func BenchmarkCacheHit(b *testing.B) {
 			m.InFlight().Dec()
 		}
 	})
+}
+
+// newTestMetrics returns Metrics registered in a new registry.
+func newTestMetrics(t *testing.T) (*prometheus.Registry, *Metrics) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, m
 }

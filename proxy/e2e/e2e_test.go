@@ -82,6 +82,12 @@ func (b *bluetape) seen(key string) int {
 
 func (b *bluetape) base() string { return b.URL + "/genericBthubService" }
 
+// env is the environment of a gateway calling b with a fixed key and
+// account, followed by extra.
+func (b *bluetape) env(extra ...string) []string {
+	return append([]string{"BLUETAPE_BASE_URL=" + b.base(), "BLUETAPE_API_KEY=e2e-key", "BLUETAPE_ACCOUNT_ID=e2e-account"}, extra...)
+}
+
 // The secret files are re-read when the kubelet swaps them: the next
 // upstream call carries the new key, with no restart. A swap to an empty
 // file keeps the last good key, and says so in the log and the metrics.
@@ -167,14 +173,11 @@ func stopCleanly(t *testing.T, g *gatewaytest.Gateway) {
 func TestGracefulShutdown(t *testing.T) {
 	up := newBluetape(t)
 	const drain = 2 * time.Second
-	g := gateway.Start(t, []string{
-		"BLUETAPE_BASE_URL=" + up.base(),
-		"BLUETAPE_API_KEY=e2e-key",
-		"BLUETAPE_ACCOUNT_ID=e2e-account",
+	g := gateway.Start(t, up.env(
 		"GATEWAY_UPSTREAM_TIMEOUT=30s",
-		"GATEWAY_DRAIN_DELAY=" + drain.String(),
+		"GATEWAY_DRAIN_DELAY="+drain.String(),
 		"GATEWAY_SHUTDOWN_TIMEOUT=20s",
-	})
+	))
 	if status, _ := get(g.Admin + "/readyz"); status != 200 {
 		t.Fatalf("readyz %d before the signal; want 200", status)
 	}
@@ -235,12 +238,7 @@ func TestGracefulShutdown(t *testing.T) {
 // drain delay.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	up := newBluetape(t)
-	g := gateway.Start(t, []string{
-		"BLUETAPE_BASE_URL=" + up.base(),
-		"BLUETAPE_API_KEY=e2e-key",
-		"BLUETAPE_ACCOUNT_ID=e2e-account",
-		"GATEWAY_DRAIN_DELAY=60s",
-	})
+	g := gateway.Start(t, up.env("GATEWAY_DRAIN_DELAY=60s"))
 	g.Signal(t, syscall.SIGTERM)
 	gatewaytest.WaitFor(t, 5*time.Second, "readyz to fail", func() bool {
 		status, _ := get(g.Admin + "/readyz")

@@ -138,11 +138,10 @@ func TestServiceAccountTokens(t *testing.T) {
 func TestServiceAccountTokensWithoutCallersFile(t *testing.T) {
 	is := identitytest.NewIssuer(t, identitytest.EC())
 	up := newBluetape(t)
-	g := gateway.Start(t, []string{
-		"BLUETAPE_BASE_URL=" + up.base(), "BLUETAPE_API_KEY=e2e-key", "BLUETAPE_ACCOUNT_ID=e2e-account",
-		"GATEWAY_JWT_ISSUER=" + is.URL,
+	g := gateway.Start(t, up.env(
+		"GATEWAY_JWT_ISSUER="+is.URL,
 		"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=1",
-	})
+	))
 	now := time.Now()
 	first := is.Token(t, identitytest.EC(), "billing", "billing-api", now)
 	second := is.Token(t, identitytest.EC(), "orders", "orders-api", now)

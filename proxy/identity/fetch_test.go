@@ -269,10 +269,7 @@ func TestJWKSURL(t *testing.T) {
 // TestTokenCache checks that a token verified once is answered without a
 // signature check until it expires, and refused after.
 func TestTokenCache(t *testing.T) {
-	c := newClock()
-	is := newIssuer(t, false, rsaSigner(t))
-	v := newVerifier(t, is, c, Options{})
-	load(v)
+	c, is, v := loadedVerifier(t, rsaSigner(t))
 	tok := sign(t, rsaSigner(t), podClaims(is.URL, c.Now()))
 	first, err := v.Verify(context.Background(), tok)
 	if err != nil {

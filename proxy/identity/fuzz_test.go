@@ -14,10 +14,7 @@ import (
 // Verifier. Nothing may panic, nothing made up may be accepted, and no
 // error may quote the token.
 func FuzzAuthorization(f *testing.F) {
-	c := newClock()
-	is := newIssuer(f, false, rsaSigner(f), ecSigner(f))
-	v := newVerifier(f, is, c, Options{})
-	load(v)
+	c, is, v := loadedVerifier(f, rsaSigner(f), ecSigner(f))
 	good := sign(f, rsaSigner(f), podClaims(is.URL, c.Now()))
 	parts := strings.Split(good, ".")
 	for _, s := range []string{

@@ -21,10 +21,7 @@ func rsaSigner(testing.TB) signingKey { return identitytest.RSA() }
 func ecSigner(testing.TB) signingKey { return identitytest.EC() }
 
 func TestVerifyKubernetesToken(t *testing.T) {
-	c := newClock()
-	is := newIssuer(t, false, rsaSigner(t), ecSigner(t))
-	v := newVerifier(t, is, c, Options{})
-	load(v)
+	c, is, v := loadedVerifier(t, rsaSigner(t), ecSigner(t))
 	for _, k := range []signingKey{rsaSigner(t), ecSigner(t)} {
 		t.Run(string(k.Alg), func(t *testing.T) {
 			id, err := v.Verify(context.Background(), sign(t, k, podClaims(is.URL, c.Now())))
@@ -234,10 +231,7 @@ func TestRotation(t *testing.T) {
 // TestUnknownKeyFlood sends tokens with made-up key ids: the issuer sees
 // at most one fetch per RefetchInterval.
 func TestUnknownKeyFlood(t *testing.T) {
-	c := newClock()
-	is := newIssuer(t, false, rsaSigner(t))
-	v := newVerifier(t, is, c, Options{})
-	load(v)
+	c, is, v := loadedVerifier(t, rsaSigner(t))
 	// A made-up key id with a well-formed token: only the header matters.
 	good := strings.Split(sign(t, rsaSigner(t), podClaims(is.URL, c.Now())), ".")
 	header := func(i int) string {
@@ -264,10 +258,7 @@ func TestUnknownKeyFlood(t *testing.T) {
 // by an unknown key id: tokens signed with it are refused until the
 // refetch limit lets the next fetch through, well within 12 s.
 func TestNewKeyAcceptedWithin12s(t *testing.T) {
-	c := newClock()
-	is := newIssuer(t, false, rsaSigner(t))
-	v := newVerifier(t, is, c, Options{})
-	load(v)
+	c, is, v := loadedVerifier(t, rsaSigner(t))
 	flood := sign(t, signingKey{ID: "made-up", Signer: identitytest.ECKey(), Alg: jose.ES256}, podClaims(is.URL, c.Now()))
 	if _, err := v.Verify(context.Background(), flood); err == nil {
 		t.Fatal("made-up key id accepted")

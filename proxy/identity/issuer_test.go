@@ -67,6 +67,17 @@ func newVerifier(t testing.TB, is *issuer, c *gatewaytest.Clock, o Options) *Ver
 	return v
 }
 
+// loadedVerifier returns a clock, an issuer publishing keys and a
+// Verifier of its tokens on that clock, which has fetched the keys.
+func loadedVerifier(t testing.TB, keys ...signingKey) (*gatewaytest.Clock, *issuer, *Verifier) {
+	t.Helper()
+	c := newClock()
+	is := newIssuer(t, false, keys...)
+	v := newVerifier(t, is, c, Options{})
+	load(v)
+	return c, is, v
+}
+
 // load fetches the key set once, as Run's first attempt does.
 func load(v *Verifier) {
 	v.fetchMu.Lock()

@@ -22,6 +22,16 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return full[k] }
 }
 
+// only is an environment holding the one variable name.
+func only(name, value string) func(string) string {
+	return func(k string) string {
+		if k == name {
+			return value
+		}
+		return ""
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := Load(env(nil), "")
 	if err != nil {
@@ -75,12 +85,7 @@ func TestEnvironment(t *testing.T) {
 }
 
 func TestFileThenEnvironment(t *testing.T) {
-	c, err := Load(func(k string) string {
-		if k == EnvRateLimit {
-			return "99"
-		}
-		return ""
-	}, "testdata/good.yaml")
+	c, err := Load(only(EnvRateLimit, "99"), "testdata/good.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +93,7 @@ func TestFileThenEnvironment(t *testing.T) {
 		t.Errorf("file then environment: %+v", c)
 	}
 	// GATEWAY_CONFIG names the file when no flag does.
-	c, err = Load(func(k string) string {
-		if k == EnvConfig {
-			return "testdata/good.yaml"
-		}
-		return ""
-	}, "")
+	c, err = Load(only(EnvConfig, "testdata/good.yaml"), "")
 	if err != nil || c.CacheTTL != 10*time.Minute {
 		t.Errorf("GATEWAY_CONFIG: %v, %+v", err, c)
 	}
@@ -114,12 +114,7 @@ func TestJWT(t *testing.T) {
 		t.Errorf("JWT settings not applied: %+v", c)
 	}
 	// The YAML file sets them like the other keys; the environment wins.
-	c, err = Load(func(k string) string {
-		if k == EnvJWTAudience {
-			return "from-env"
-		}
-		return ""
-	}, "testdata/jwt.yaml")
+	c, err = Load(only(EnvJWTAudience, "from-env"), "testdata/jwt.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,12 +340,7 @@ func TestSecretsRedactThemselves(t *testing.T) {
 }
 
 func TestIsSet(t *testing.T) {
-	c, err := Load(func(k string) string {
-		if k == EnvAdminAddr {
-			return ":9091"
-		}
-		return ""
-	}, "testdata/good.yaml")
+	c, err := Load(only(EnvAdminAddr, ":9091"), "testdata/good.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,6 +126,10 @@ type testGateway struct {
 	Logs     *gatewaytest.LogBuffer
 }
 
+// testCacheOptions are the cache settings of a test gateway, unless a
+// test gives its own: the default windows, over a small cache.
+var testCacheOptions = cache.Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 1000}
+
 // newTestGateway builds a gateway in front of a new fake upstream. Rate
 // limiting is off unless edit turns it on; edit may change any option
 // before the gateway is built. Cache options come from cacheOpts when
@@ -134,7 +138,7 @@ func newTestGateway(t testing.TB, edit func(*testOptions), cacheOpts ...cache.Op
 	t.Helper()
 	up := newFakeUpstream(t)
 	clock := gatewaytest.NewClock()
-	co := cache.Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 1000}
+	co := testCacheOptions
 	if len(cacheOpts) > 0 {
 		co = cacheOpts[0]
 	}

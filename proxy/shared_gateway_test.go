@@ -43,8 +43,7 @@ func newSharedGateway(t *testing.T, redisURL string, up *fakeUpstream, edit func
 	sg := &sharedGateway{}
 	sg.testGateway = newTestGateway(t, func(o *testOptions) {
 		o.Client.BaseURL = up.baseURL(t)
-		co := cache.Options{TTL: 15 * time.Minute, NegativeTTL: 30 * time.Second, StaleTTL: 24 * time.Hour, MaxEntries: 1000}
-		sg.l1 = cache.New(co)
+		sg.l1 = cache.New(testCacheOptions)
 		s, err := redisstore.New(context.Background(), redisstore.Options{
 			URL: redisURL, L1: sg.l1, Local: ratelimit.New(ratelimit.Options{}),
 			// A generous timeout keeps a loaded test machine from

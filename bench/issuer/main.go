@@ -28,25 +28,11 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/bluetape/bluetape-gateway/proxy/identity/identitytest"
 )
 
 const keyID = "bench-rsa-1"
-
-// claims is the claim shape of a Kubernetes projected service-account token.
-type claims struct {
-	jwt.Claims
-	Kubernetes struct {
-		Namespace      string `json:"namespace"`
-		ServiceAccount struct {
-			Name string `json:"name"`
-			UID  string `json:"uid"`
-		} `json:"serviceaccount"`
-		Pod struct {
-			Name string `json:"name"`
-			UID  string `json:"uid"`
-		} `json:"pod"`
-	} `json:"kubernetes.io"`
-}
 
 func main() {
 	port := flag.Int("port", 8082, "port to listen on at 127.0.0.1")
@@ -107,26 +93,18 @@ func main() {
 }
 
 // serviceAccountClaims returns the claims the API server puts in a token
-// for the service account name in namespace, issued at now, valid for an hour.
-func serviceAccountClaims(iss, audience, namespace, name string, now time.Time) claims {
-	var c claims
-	c.Issuer = iss
-	c.Subject = "system:serviceaccount:" + namespace + ":" + name
+// for the service account name in namespace, issued at now, valid for an
+// hour: the tests' shape (identitytest), with this run's audience and a
+// fresh token id.
+func serviceAccountClaims(iss, audience, namespace, name string, now time.Time) identitytest.Claims {
+	c := identitytest.ServiceAccountClaims(iss, namespace, name, now)
 	c.Audience = jwt.Audience{audience}
-	c.IssuedAt = jwt.NewNumericDate(now)
-	c.NotBefore = jwt.NewNumericDate(now)
-	c.Expiry = jwt.NewNumericDate(now.Add(time.Hour))
 	c.ID = rand.Text()
-	c.Kubernetes.Namespace = namespace
-	c.Kubernetes.ServiceAccount.Name = name
-	c.Kubernetes.ServiceAccount.UID = "0f4c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a"
-	c.Kubernetes.Pod.Name = name + "-7c9d8f6b5-x2k4q"
-	c.Kubernetes.Pod.UID = "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"
 	return c
 }
 
 // sign returns c as a compact JWS signed RS256 by key, with the key id.
-func sign(key *rsa.PrivateKey, c claims) (string, error) {
+func sign(key *rsa.PrivateKey, c identitytest.Claims) (string, error) {
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
 		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), keyID))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -29,8 +30,9 @@ import (
 // into its buffer without allocating; any other handler gets the same
 // line through slog.
 type accessLog struct {
-	log *slog.Logger
-	out *logging.Lines // set when log writes through a logging.Handler
+	log   *slog.Logger
+	out   *logging.Lines // set when log writes through a logging.Handler
+	clock logClock
 }
 
 func newAccessLog(l *slog.Logger) *accessLog {
@@ -67,7 +69,7 @@ func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.D
 		var line [accessLogLine]byte
 		b := line[:0]
 		b = append(b, `{"time":"`...)
-		b = st.start.Add(d).AppendFormat(b, time.RFC3339Nano)
+		b = a.clock.appendTime(b, st.start.Add(d))
 		b = append(b, `","level":"`...)
 		b = append(b, level.String()...)
 		b = append(b, `","msg":"request","request_id":`...)
@@ -125,4 +127,47 @@ func (a *accessLog) write(c echo.Context, st *requestState, status int, d time.D
 		n++
 	}
 	a.log.LogAttrs(ctx, level, "request", attrs[:n]...)
+}
+
+// logClock formats a line's time as time.RFC3339Nano does, keeping the
+// date and time to the second of the last line: lines of the same second
+// (all of them, under load) only append the fraction. Formatting the
+// whole time was about a tenth of a cache hit's CPU.
+type logClock struct{ last atomic.Pointer[logSecond] }
+
+// logSecond is one second's formatted date and time, and its zone.
+type logSecond struct {
+	unix int64
+	loc  *time.Location
+	date []byte // "2006-01-02T15:04:05"
+	zone []byte // "Z" or "-07:00"
+}
+
+func (lc *logClock) appendTime(b []byte, t time.Time) []byte {
+	s := lc.last.Load()
+	if s == nil || s.unix != t.Unix() || s.loc != t.Location() {
+		whole := t.Truncate(time.Second).AppendFormat(nil, time.RFC3339)
+		n := len(whole) - len("Z")
+		if whole[n] != 'Z' {
+			n = len(whole) - len("-07:00")
+		}
+		s = &logSecond{unix: t.Unix(), loc: t.Location(), date: whole[:n:n], zone: whole[n:]}
+		lc.last.Store(s)
+	}
+	b = append(b, s.date...)
+	if ns := t.Nanosecond(); ns != 0 {
+		// RFC3339Nano's ".999999999": nine digits, trailing zeros cut.
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		end := 10
+		for frac[end-1] == '0' {
+			end--
+		}
+		b = append(b, frac[:end]...)
+	}
+	return append(b, s.zone...)
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/labstack/echo/v4"
 
@@ -109,7 +111,7 @@ func (g *Gateway) limit(c echo.Context, st *requestState, key string, p ratelimi
 	} else {
 		h["Ratelimit-Policy"] = []string{policyHeader(p)}
 	}
-	h["Ratelimit"] = []string{limitHeader(d)}
+	h["Ratelimit"] = limitValue(d)
 	if d.Allowed {
 		return nil
 	}
@@ -150,19 +152,63 @@ func policyHeader(p ratelimit.Policy) string {
 // until the bucket is full again. Spreading r requests over t seconds
 // never meets a refusal.
 func limitHeader(d ratelimit.Decision) string {
-	t := d.Reset
+	r, t := limitFields(d)
+	return formatLimit(r, t)
+}
+
+func limitFields(d ratelimit.Decision) (r, t int) {
+	w := d.Reset
 	if !d.Allowed {
-		t = d.RetryAfter
+		w = d.RetryAfter
 	}
-	secs := 0
-	if t > 0 {
-		secs = retryAfterSeconds(t)
+	if w > 0 {
+		t = retryAfterSeconds(w)
 	}
-	b := make([]byte, 0, 32)
+	return d.Remaining, t
+}
+
+func formatLimit(r, t int) string {
+	return string(appendLimit(make([]byte, 0, 32), r, t))
+}
+
+func appendLimit(b []byte, r, t int) []byte {
 	b = append(b, policyName...)
 	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, int64(d.Remaining), 10)
+	b = strconv.AppendInt(b, int64(r), 10)
 	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, int64(secs), 10)
-	return string(b)
+	return strconv.AppendInt(b, int64(t), 10)
 }
+
+// limitValue is limitHeader's value as a header map's value. The values
+// of small r and t, which are nearly all of them, are made once and then
+// shared by every answer that carries them, like jsonContentType: a
+// cache hit's RateLimit field then costs no allocation. Others take one.
+func limitValue(d ratelimit.Decision) []string {
+	r, t := limitFields(d)
+	if r < 0 || r >= limitValuesR || t < 0 || t >= limitValuesT {
+		return newLimitValue(r, t)
+	}
+	p := &limitValues[r*limitValuesT+t]
+	if v := p.Load(); v != nil {
+		return v[:]
+	}
+	v := newLimitValue(r, t)
+	p.Store((*[1]string)(v))
+	return v
+}
+
+// newLimitValue returns the RateLimit field's value, the string and its
+// one-element slice in one allocation.
+func newLimitValue(r, t int) []string {
+	v := new(struct {
+		v [1]string
+		b [56]byte // the policy name and two 20-digit integers
+	})
+	b := appendLimit(v.b[:0], r, t)
+	v.v[0] = unsafe.String(&b[0], len(b))
+	return v.v[:]
+}
+
+const limitValuesR, limitValuesT = 512, 16
+
+var limitValues [limitValuesR * limitValuesT]atomic.Pointer[[1]string]

@@ -403,6 +403,31 @@ func TestPolicyHeader(t *testing.T) {
 	}
 }
 
+func TestLimitValue(t *testing.T) {
+	cases := []struct {
+		d    ratelimit.Decision
+		want string
+	}{
+		{ratelimit.Decision{Allowed: true, Remaining: 99, Reset: 20 * time.Millisecond}, `"caller";r=99;t=1`},
+		{ratelimit.Decision{Allowed: true, Remaining: 100}, `"caller";r=100;t=0`},
+		{ratelimit.Decision{Allowed: false, Remaining: 0, RetryAfter: 2500 * time.Millisecond, Reset: time.Hour}, `"caller";r=0;t=3`},
+		{ratelimit.Decision{Allowed: true, Remaining: 5000, Reset: 90 * time.Second}, `"caller";r=5000;t=90`},
+		{ratelimit.Decision{Allowed: true, Remaining: 3, Reset: 40 * time.Second}, `"caller";r=3;t=40`},
+	}
+	for _, tc := range cases {
+		for range 2 { // made, then shared
+			v := limitValue(tc.d)
+			if len(v) != 1 || v[0] != tc.want {
+				t.Errorf("%+v: %q; want [%s]", tc.d, v, tc.want)
+			}
+		}
+	}
+	a, b := limitValue(cases[0].d), limitValue(cases[0].d)
+	if &a[0] != &b[0] {
+		t.Error("a small value is made anew; want it shared")
+	}
+}
+
 // authOpenGateway is an open gateway allowing one request per address
 // at a time, behind the given trusted proxies.
 func authOpenGateway(t *testing.T, trusted ...string) *testGateway {

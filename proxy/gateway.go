@@ -201,6 +201,15 @@ func setRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// requestID returns the answer's request id, read by its canonical key
+// (Header.Get would canonicalise it again on every call).
+func requestID(c echo.Context) string {
+	if v := c.Response().Header()[headerRequestID]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // newRequestIDValue returns a header value holding a new request id (as
 // newRequestID makes them), the value and the id in one allocation.
 func newRequestIDValue() []string {

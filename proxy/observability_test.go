@@ -678,3 +678,23 @@ func BenchmarkAccessLog(b *testing.B) {
 		}
 	}
 }
+
+// TestLogClockMatchesRFC3339Nano checks the access log's time against
+// time.RFC3339Nano across seconds, fractions with and without trailing
+// zeros, and zones.
+func TestLogClockMatchesRFC3339Nano(t *testing.T) {
+	var lc logClock
+	base := time.Date(2026, 3, 29, 0, 59, 59, 0, time.UTC)
+	zones := []*time.Location{time.UTC, time.FixedZone("", -7*3600), time.FixedZone("", 5*3600+30*60)}
+	if paris, err := time.LoadLocation("Europe/Paris"); err == nil {
+		zones = append(zones, paris) // 2026-03-29 01:00 UTC: summer time starts
+	}
+	for _, loc := range zones {
+		for _, ns := range []int{0, 1, 10, 999_999_999, 120_000_000, 123_456_789, 500_000_000, 1_000_000_000, 1_999_999_999, 3_600_000_000_001} {
+			tm := base.Add(time.Duration(ns)).In(loc)
+			if got, want := string(lc.appendTime(nil, tm)), tm.Format(time.RFC3339Nano); got != want {
+				t.Errorf("appendTime(%v) = %s; want %s", tm, got, want)
+			}
+		}
+	}
+}

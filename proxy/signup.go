@@ -92,7 +92,7 @@ func (g *Gateway) signup(c echo.Context, st *requestState) error {
 		err = errAtCapacity
 		tracing.AddEvent(st.trace.Context(ctx), tracing.EventCapacityShed)
 	} else {
-		body, err = g.load(ctx, id, c.Response().Header().Get(headerRequestID), st)
+		body, err = g.load(ctx, id, requestID(c), st)
 	}
 	if err != nil {
 		// The upstream failed, or cannot be asked now: a stale entry
@@ -242,7 +242,7 @@ func (g *Gateway) finish(c echo.Context, st *requestState, err error) error {
 		writeError(c, ae)
 	}
 	d := time.Since(st.start)
-	rid := c.Response().Header().Get(headerRequestID)
+	rid := requestID(c)
 	tid, sid, sampled := st.trace.IDs()
 	switch {
 	case sampled:

@@ -7,6 +7,7 @@ package metrics
 
 import (
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -93,10 +94,13 @@ type Metrics struct {
 	retries          prometheus.Counter
 	jwksFetchErrors  prometheus.Counter
 
-	// byCode caches the request series of each status code, so the hot
-	// path does not hash a label value per request.
-	byCode [600]atomic.Pointer[codeSeries]
-	mu     sync.Mutex
+	// byCode caches the request series of each status code, and
+	// byOutcome the upstream series of each outcome (a status code, or
+	// outcomeTimeout and outcomeError), so that no request hashes a label
+	// value.
+	byCode, byOutcome [600]atomic.Pointer[codeSeries]
+	mu                sync.Mutex
+	now               func() time.Time // the exemplar gates' clock
 
 	hit, miss, stale, negativeHit prometheus.Counter
 }
@@ -104,12 +108,14 @@ type Metrics struct {
 type codeSeries struct {
 	count    prometheus.Counter
 	duration prometheus.Observer
+	gate     exemplarGate
 }
 
 // New creates the gateway's metrics and registers them with reg.
 // cacheEntries, if not nil, is read at each scrape for the cache size.
 func New(reg prometheus.Registerer, version string, cacheEntries func() float64) (*Metrics, error) {
 	m := &Metrics{
+		now: time.Now,
 		requests: counterVec("requests_total", "code",
 			"API requests answered, by the HTTP status returned."),
 		requestDuration: histogramVec("request_duration_seconds", "code", requestBuckets,
@@ -197,17 +203,45 @@ func (m *Metrics) series(code int) *codeSeries {
 	if s := m.byCode[code].Load(); s != nil {
 		return s
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s := m.byCode[code].Load(); s != nil {
+	return m.newSeries(&m.byCode[code], strconv.Itoa(code), m.requests, m.requestDuration, requestBuckets)
+}
+
+// The indexes of byOutcome that are not status codes.
+const (
+	outcomeTimeout = 0
+	outcomeError   = 1
+)
+
+// upstreamSeries returns the series of an upstream outcome; any value but
+// a three-digit status and "timeout" is counted as "error", so that the
+// label keeps to its fixed set.
+func (m *Metrics) upstreamSeries(outcome string) *codeSeries {
+	i, label := outcomeError, "error"
+	switch {
+	case outcome == "timeout":
+		i, label = outcomeTimeout, outcome
+	case validOutcome(outcome) && outcome != "error":
+		i, _ = strconv.Atoi(outcome) // 100 to 599
+		label = outcome
+	}
+	if s := m.byOutcome[i].Load(); s != nil {
 		return s
 	}
-	label := strconv.Itoa(code)
-	s := &codeSeries{
-		count:    m.requests.WithLabelValues(label),
-		duration: m.requestDuration.WithLabelValues(label),
+	return m.newSeries(&m.byOutcome[i], label, m.upstream, m.upstreamDuration, upstreamBuckets)
+}
+
+func (m *Metrics) newSeries(p *atomic.Pointer[codeSeries], label string, count *prometheus.CounterVec, duration *prometheus.HistogramVec, bounds []float64) *codeSeries {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := p.Load(); s != nil {
+		return s
 	}
-	m.byCode[code].Store(s)
+	s := &codeSeries{
+		count:    count.WithLabelValues(label),
+		duration: duration.WithLabelValues(label),
+		gate:     exemplarGate{now: m.now, bounds: bounds, last: make([]atomic.Int64, len(bounds)+1)},
+	}
+	p.Store(s)
 	return s
 }
 
@@ -222,39 +256,27 @@ func (m *Metrics) Request(code int, d time.Duration) {
 // request id as an exemplar, linking the duration bucket to its log line.
 // It allocates, so the gateway uses it only off the cache-hit path.
 func (m *Metrics) RequestWithExemplar(code int, d time.Duration, requestID string) {
-	s := m.series(code)
-	s.count.Inc()
-	observe(s.duration, d, "request_id", requestID)
+	m.series(code).observe(d, "request_id", requestID)
 }
 
 // RequestWithTrace records one answered API request that was sampled for
 // tracing and attaches its trace id (trace_id) as an exemplar, linking the
 // duration bucket to the trace.
 func (m *Metrics) RequestWithTrace(code int, d time.Duration, traceID string) {
-	s := m.series(code)
-	s.count.Inc()
-	observe(s.duration, d, "trace_id", traceID)
+	m.series(code).observe(d, "trace_id", traceID)
 }
 
 // Upstream records one request sent to BlueTape. outcome is the upstream
 // status code, "timeout" or "error"; any other value is counted as
 // "error", so that the label keeps to its fixed set.
 func (m *Metrics) Upstream(outcome string, d time.Duration, requestID string) {
-	if !validOutcome(outcome) {
-		outcome = "error"
-	}
-	m.upstream.WithLabelValues(outcome).Inc()
-	observe(m.upstreamDuration.WithLabelValues(outcome), d, "request_id", requestID)
+	m.upstreamSeries(outcome).observe(d, "request_id", requestID)
 }
 
 // UpstreamWithTrace is Upstream for a request sampled for tracing: the
 // exemplar is its trace id (trace_id).
 func (m *Metrics) UpstreamWithTrace(outcome string, d time.Duration, traceID string) {
-	if !validOutcome(outcome) {
-		outcome = "error"
-	}
-	m.upstream.WithLabelValues(outcome).Inc()
-	observe(m.upstreamDuration.WithLabelValues(outcome), d, "trace_id", traceID)
+	m.upstreamSeries(outcome).observe(d, "trace_id", traceID)
 }
 
 // validOutcome reports whether outcome is a value of the outcome label: a
@@ -312,16 +334,50 @@ func (m *Metrics) JWKSFetchError() { m.jwksFetchErrors.Inc() }
 // values together, and client_golang panics beyond it.
 const maxExemplarID = prometheus.ExemplarMaxRunes - len("request_id")
 
-// observe records d in o with the exemplar label=id, when there is an id
-// that fits one; a request id or trace id is ASCII, so its length in bytes
+// observe counts one request of s and records d with the exemplar
+// label=id, when there is an id that fits one and the gate lets it
+// through: a trace id always, a request id at most once per bucket and
+// exemplarEvery. A request or trace id is ASCII, so its length in bytes
 // is its length in runes.
-func observe(o prometheus.Observer, d time.Duration, label, id string) {
-	eo, ok := o.(prometheus.ExemplarObserver)
-	if !ok || id == "" || len(label)+len(id) > prometheus.ExemplarMaxRunes || !utf8.ValidString(id) {
-		o.Observe(d.Seconds())
+func (s *codeSeries) observe(d time.Duration, label, id string) {
+	s.count.Inc()
+	v := d.Seconds()
+	eo, ok := s.duration.(prometheus.ExemplarObserver)
+	if !ok || id == "" || len(label)+len(id) > prometheus.ExemplarMaxRunes || !utf8.ValidString(id) ||
+		!s.gate.pass(v, label == "trace_id") {
+		s.duration.Observe(v)
 		return
 	}
-	eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{label: id})
+	eo.ObserveWithExemplar(v, prometheus.Labels{label: id})
+}
+
+// exemplarEvery is how often a bucket takes a request id as exemplar.
+const exemplarEvery = time.Second
+
+// exemplarGate spares the exemplars nobody would see. A classic histogram
+// keeps only the last exemplar of each bucket, and Prometheus reads it
+// once per scrape (15 s or more): attaching one to every request, at
+// about a dozen allocations each, mostly made exemplars that the next
+// request replaced. The gate lets a request id through at most once per
+// bucket and exemplarEvery, and a trace id always; a trace id also holds
+// the bucket for exemplarEvery, so that request ids do not replace the
+// link to a trace at once.
+type exemplarGate struct {
+	now    func() time.Time
+	bounds []float64      // the buckets' upper bounds; one more bucket is +Inf
+	last   []atomic.Int64 // when each bucket last took an exemplar, Unix ns
+}
+
+// pass reports whether an observation of v may carry an exemplar.
+func (g *exemplarGate) pass(v float64, always bool) bool {
+	i, _ := slices.BinarySearch(g.bounds, v) // the bucket: the first bound >= v
+	now := g.now().UnixNano()
+	last := g.last[i].Load()
+	if always {
+		g.last[i].Store(now)
+		return true
+	}
+	return now-last >= int64(exemplarEvery) && g.last[i].CompareAndSwap(last, now)
 }
 
 // The metric families that exist only in shared mode (GATEWAY_REDIS_URL

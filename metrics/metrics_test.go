@@ -280,3 +280,39 @@ func newTestMetrics(t *testing.T) (*prometheus.Registry, *Metrics) {
 	}
 	return reg, m
 }
+
+// TestExemplarGate checks that a bucket takes a request id as exemplar at
+// most once per exemplarEvery, each bucket on its own, and that a trace
+// id always goes through and holds its bucket against request ids.
+func TestExemplarGate(t *testing.T) {
+	reg, m := newTestMetrics(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m.now = func() time.Time { return now }
+	check := func(step string, want ...string) {
+		t.Helper()
+		out, err := testutil.GatherAndFormat(reg, expfmt.TypeOpenMetrics, RequestDuration)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%s: exposition lacks %q:\n%s", step, w, out)
+			}
+		}
+	}
+	m.RequestWithExemplar(200, 3*time.Millisecond, "first")
+	m.RequestWithExemplar(200, 3*time.Millisecond, "second")         // same bucket, same second
+	m.RequestWithExemplar(200, 300*time.Millisecond, "other-bucket") // a bucket of its own
+	check("within a second",
+		`le="0.005"} 2 # {request_id="first"} 0.003`,
+		`le="0.5"} 3 # {request_id="other-bucket"} 0.3`)
+
+	now = now.Add(exemplarEvery)
+	m.RequestWithExemplar(200, 3*time.Millisecond, "third")
+	check("a second later", `le="0.005"} 3 # {request_id="third"} 0.003`)
+
+	m.RequestWithTrace(200, 3*time.Millisecond, "0af7651916cd43dd8448eb211c80319c")
+	now = now.Add(exemplarEvery / 2)
+	m.RequestWithExemplar(200, 3*time.Millisecond, "fourth")
+	check("after a trace id", `le="0.005"} 5 # {trace_id="0af7651916cd43dd8448eb211c80319c"} 0.003`)
+}

@@ -72,12 +72,12 @@ func cutByShutdown(c echo.Context, err error) error {
 // gets. It is the one place that decides this.
 func errorStatus(err error) *apiError {
 	var ae *apiError
-	var ue *bluetape.Error
 	var he *echo.HTTPError
+	ue := bluetape.ErrorOf(err)
 	switch {
 	case errors.As(err, &ae):
 		return ae
-	case errors.As(err, &ue):
+	case ue != nil:
 		return &apiError{status: ue.Status, reason: ue.Reason, retryAfter: ue.RetryAfter, cause: ue}
 	case errors.Is(err, context.Canceled):
 		return &apiError{status: statusClientClosed, reason: "The client closed the request.", cause: err}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -97,8 +96,8 @@ func (g *Gateway) signup(c echo.Context, st *requestState) error {
 	if err != nil {
 		// The upstream failed, or cannot be asked now: a stale entry
 		// is better than an error.
-		var ue *bluetape.Error
-		if state == cache.Stale && (err == errAtCapacity || errors.As(err, &ue) && ue.Failed()) {
+		ue := bluetape.ErrorOf(err)
+		if state == cache.Stale && (err == errAtCapacity || ue != nil && ue.Failed()) {
 			st.cache = metrics.CacheStale
 			return writeSignup(c, entry.Body, xCacheStale)
 		}
@@ -134,26 +133,30 @@ func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestSta
 	var ran atomic.Bool // this request's call is the one shared
 	ch := g.flight.DoChan(id, func() (any, error) {
 		ran.Store(true)
-		// Waiting for another replica's call lasts at most its lock, one
-		// fetch budget; the call of our own then gets a budget of its own.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*g.upstream.Budget())
-		defer cancel()
-		awaitStart := time.Now()
-		if e, ok := g.awaitLeader(ctx, id); ok {
-			g.tracer.RecordWait(ctx, tracing.WaitReplica, awaitStart, true, trace.SpanContext{})
-			if e.Negative() {
-				return nil, bluetape.NotFound(strconv.Itoa(http.StatusNotFound))
+		ctx := context.WithoutCancel(ctx)
+		if g.locker != nil {
+			// Waiting for another replica's call lasts at most its lock,
+			// one fetch budget; the call of our own then gets a budget of
+			// its own.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 2*g.upstream.Budget())
+			defer cancel()
+			awaitStart := time.Now()
+			if e, ok := g.awaitLeader(ctx, id); ok {
+				g.tracer.RecordWait(ctx, tracing.WaitReplica, awaitStart, true, trace.SpanContext{})
+				if e.Negative() {
+					return nil, bluetape.NotFound(strconv.Itoa(http.StatusNotFound))
+				}
+				return e.Body, nil
 			}
-			return e.Body, nil
 		}
 		fctx, cancel := context.WithTimeout(ctx, g.upstream.Budget())
 		defer cancel()
 		body, err := g.upstream.Fetch(fctx, id, requestID)
-		var ue *bluetape.Error
-		switch {
+		switch ue := bluetape.ErrorOf(err); {
 		case err == nil:
 			g.cache.SetFound(ctx, id, body)
-		case errors.As(err, &ue) && ue.Status == http.StatusNotFound:
+		case ue != nil && ue.Status == http.StatusNotFound:
 			g.cache.SetNotFound(ctx, id)
 		}
 		return body, err
@@ -164,11 +167,10 @@ func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestSta
 		if !ran.Load() {
 			g.tracer.RecordWait(ctx, tracing.WaitLocal, waitStart, true, trace.SpanContext{})
 		}
-		var ue *bluetape.Error
-		switch {
+		switch ue := bluetape.ErrorOf(r.Err); {
 		case r.Err == nil:
 			st.upstream = upstreamOK
-		case errors.As(r.Err, &ue):
+		case ue != nil:
 			st.upstream = ue.Outcome
 		}
 		if r.Err != nil {
@@ -186,7 +188,7 @@ func (g *Gateway) load(ctx context.Context, id, requestID string, st *requestSta
 // upstreamOK is the upstream outcome of a 200.
 const upstreamOK = "200"
 
-// awaitLeader holds the election for id among replicas when a Locker is
+// awaitLeader holds the election for id among replicas; a Locker must be
 // configured. If another replica is calling the upstream, it waits for
 // that replica's answer to appear in the shared cache and returns it. It
 // returns false when this replica should call the upstream itself: it won
@@ -194,9 +196,6 @@ const upstreamOK = "200"
 // cannot be held, the leader died (its lock expired), or the leader
 // finished without caching an answer.
 func (g *Gateway) awaitLeader(ctx context.Context, id string) (*cache.Entry, bool) {
-	if g.locker == nil {
-		return nil, false
-	}
 	for {
 		unlock, err := g.locker.TryLock(ctx, id, g.upstream.Budget())
 		if err != nil {

@@ -9,6 +9,7 @@
 package bluetape
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,7 +93,8 @@ type Client struct {
 	redactor    *Redactor
 	maxFlight   int64
 	inFlight    atomic.Int64
-	userAgent   string
+	userAgent   []string // the User-Agent header's value
+	headers     atomic.Pointer[credentialValues]
 	metrics     *metrics.Metrics
 	now         func() time.Time
 	tracer      *tracing.Tracer
@@ -134,7 +137,7 @@ func New(o Options) (*Client, error) {
 			return []string{key, account}
 		}),
 		maxFlight: int64(o.MaxInFlight),
-		userAgent: "bluetape-gateway/" + o.Version,
+		userAgent: []string{"bluetape-gateway/" + o.Version},
 		metrics:   o.Metrics,
 		now:       o.Now,
 		tracer:    o.Tracer,
@@ -231,8 +234,7 @@ func attemptResult(outcome string, err error) (status int, failure string) {
 	if convErr != nil {
 		return 0, outcome
 	}
-	var e *Error
-	if errors.As(err, &e) && e.failure && status < 500 {
+	if e := ErrorOf(err); e != nil && e.failure && status < 500 {
 		// An answer that could not be read or was not BlueTape's.
 		return status, outcomeError
 	}
@@ -250,15 +252,17 @@ func (c *Client) exchange(ctx context.Context, id, requestID string) ([]byte, st
 	req.URL = signupURL(c.base, id)
 	req.Host = req.URL.Host
 	key, account := c.credentials()
+	cv := c.credentialValues(key, account)
 	// A new header map: nothing the caller sent reaches the upstream, and
-	// each credential is sent exactly once with the configured value.
-	req.Header = http.Header{
-		"X-Bluetape-Key":          {key},
-		"X-Integration-Accountid": {account},
-		"Content-Type":            {"application/json"},
-		"Accept":                  {"application/json"},
-		"User-Agent":              {c.userAgent},
-	}
+	// each credential is sent exactly once with the configured value. The
+	// values are shared, read-only, by every request (none is modified:
+	// tracing.Inject sets its own).
+	req.Header = make(http.Header, 8)
+	req.Header["X-Bluetape-Key"] = cv.key
+	req.Header["X-Integration-Accountid"] = cv.account
+	req.Header["Content-Type"] = jsonValue
+	req.Header["Accept"] = jsonValue
+	req.Header["User-Agent"] = c.userAgent
 	if requestID != "" {
 		req.Header["X-Request-Id"] = []string{requestID}
 	}
@@ -276,7 +280,13 @@ func (c *Client) exchange(ctx context.Context, id, requestID string) ([]byte, st
 	}
 	defer resp.Body.Close()
 	outcome := strconv.Itoa(resp.StatusCode)
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	// The body is read into a pooled buffer: what is kept of it (the
+	// signup URL, a reason) is copied out by read.
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer bodyBuffers.Put(buf)
+	buf.Reset()
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxBody+1))
+	body := buf.Bytes()
 	if err != nil {
 		e := transportError(ctx, c.redactor.RedactError(err))
 		e.Outcome = outcome
@@ -289,6 +299,30 @@ func (c *Client) exchange(ctx context.Context, id, requestID string) ([]byte, st
 	}
 	b, err := c.read(resp, body, key, account)
 	return b, outcome, err
+}
+
+// bodyBuffers holds the buffers answers are read into; none grows past
+// maxBody+1 and bytes.MinRead.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// jsonValue is the Content-Type and Accept headers' value.
+var jsonValue = []string{"application/json"}
+
+// credentialValues are the credential headers' values, made once for the
+// credentials in force rather than for each request.
+type credentialValues struct {
+	key, account []string
+}
+
+// credentialValues returns the header values of key and account, made
+// anew only when a credential was rotated.
+func (c *Client) credentialValues(key, account string) *credentialValues {
+	if cv := c.headers.Load(); cv != nil && cv.key[0] == key && cv.account[0] == account {
+		return cv
+	}
+	cv := &credentialValues{key: []string{key}, account: []string{account}}
+	c.headers.Store(cv)
+	return cv
 }
 
 // signupURL builds BlueTape's signup URL for id under base, which has

@@ -44,6 +44,23 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrorOf returns the *Error in err's chain of Unwrap, or nil. It is
+// errors.As for this one type, without the allocation errors.As makes
+// for its target on every miss.
+func ErrorOf(err error) *Error {
+	for err != nil {
+		if e, ok := err.(*Error); ok {
+			return e
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return nil
+		}
+		err = u.Unwrap()
+	}
+	return nil
+}
+
 // Failed reports whether the upstream failed to answer (a 5xx status),
 // as opposed to an answer passed on or a caller that went away. An entry
 // past its freshness may then be served instead.

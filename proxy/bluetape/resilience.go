@@ -79,8 +79,7 @@ func (c *Client) Fetch(ctx context.Context, id, requestID string) ([]byte, error
 			c.retries.success()
 			return body, nil
 		}
-		var e *Error
-		if !errors.As(err, &e) || !e.retryable {
+		if e := ErrorOf(err); e == nil || !e.retryable {
 			return nil, err
 		}
 		last = err
@@ -189,8 +188,8 @@ func newBreaker(s BreakerSettings, m *metrics.Metrics, log *slog.Logger, now fun
 		Timeout:     s.OpenFor,
 		ReadyToTrip: s.Trip,
 		IsSuccessful: func(err error) bool {
-			var e *Error
-			return err == nil || !errors.As(err, &e) || !e.failure
+			e := ErrorOf(err)
+			return e == nil || !e.failure
 		},
 		// Called with the breaker's lock held: it must not call b.cb.
 		OnStateChange: func(_ string, _, to gobreaker.State) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: load benchmark of the gateway side by side with nginx
 # (bench/nginx.conf), HAProxy (bench/haproxy.cfg) and Varnish (bench/varnish.vcl)
-# doing the same job, and with a bare Echo handler (bench/floor) as the upper
-# bound. It also measures the gateway's hot path with callers authenticating (a
+# doing the same job, and with a bare Echo handler (bench-tool floor) as the
+# upper bound. It also measures the gateway's hot path with callers authenticating (a
 # static token, a service-account JWT) and with tracing configured but not
 # sampled. Everything listens on 127.0.0.1.
 #
@@ -213,14 +213,15 @@ unauthorized() { upstream_count unauthorized; }
 reset_calls() { curl -s -X POST "$UPSTREAM/calls/reset" >/dev/null; }
 set_delay() { curl -sf -X POST "$UPSTREAM/delay?d=$1" >/dev/null; }
 
-# run_wrk LABEL CONNS DURATION SCRIPT URL [script args...]; wrk also gets the
-# options in the WRK_OPTS array.
+# run_wrk LABEL CONNS DURATION URL MODE [args...]: wrk with bench/ids.lua in
+# MODE (hot or cold) and its arguments; wrk also gets the options in the
+# WRK_OPTS array.
 WRK_OPTS=()
 run_wrk() {
-	local label=$1 conns=$2 dur=$3 script=$4 url=$5
-	shift 5
+	local label=$1 conns=$2 dur=$3 url=$4
+	shift 4
 	pin "$LOAD_CPU" wrk -t1 -c"$conns" -d"$dur" --timeout 10s --latency ${WRK_OPTS[@]+"${WRK_OPTS[@]}"} \
-		-s "$ROOT/bench/$script" "$url" -- "$@" >"$RESULTS_DIR/wrk-$label.txt" 2>&1 ||
+		-s "$ROOT/bench/ids.lua" "$url" -- "$@" >"$RESULTS_DIR/wrk-$label.txt" 2>&1 ||
 		die "wrk $label failed: $(tail -5 "$RESULTS_DIR/wrk-$label.txt")"
 	record "$label" "$RESULTS_DIR/wrk-$label.txt"
 }
@@ -241,12 +242,13 @@ if [[ -n ${GATEWAY_BIN:-} ]]; then
 else
 	go build -o "$WORK/bin/gateway" . || die "go build . failed"
 fi
-go build -o "$WORK/bin/" ./bench/upstream ./bench/floor ./bench/stampede ./bench/flood ./bench/issuer
+# bench-tool: the fake upstream, the floor, the issuer and the stampede and flood clients.
+go build -o "$WORK/bin/bench-tool" ./bench/tool || die "go build ./bench/tool failed"
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 
 UPSTREAM_PORT=$(free_port)
 UPSTREAM=http://127.0.0.1:$UPSTREAM_PORT
-start upstream "$LOAD_CPU" env GOMAXPROCS=1 "$WORK/bin/upstream" -addr "127.0.0.1:$UPSTREAM_PORT" \
+start upstream "$LOAD_CPU" env GOMAXPROCS=1 "$WORK/bin/bench-tool" upstream -addr "127.0.0.1:$UPSTREAM_PORT" \
 	-delay "$UPSTREAM_DELAY" -key "$API_KEY" -account "$ACCOUNT_ID"
 UPSTREAM_PID=$PID
 wait_http "$UPSTREAM/calls"
@@ -300,12 +302,12 @@ TITLE[gateway-auth]="auth (static bearer token)" HDR[gateway-auth]="Authorizatio
 VARIANTS+=(gateway-auth)
 
 # Callers authenticate with a service-account JWT: a stand-in for the
-# Kubernetes API server (bench/issuer) serves discovery and its key set and
+# Kubernetes API server (bench-tool issuer) serves discovery and its key set and
 # writes one token, and the callers file lists the token's subject. The
 # gateway verifies the token at the first request and remembers it.
 ISSUER_PORT=$(free_port)
 ISSUER=http://127.0.0.1:$ISSUER_PORT
-start issuer "$LOAD_CPU" "$WORK/bin/issuer" -port "$ISSUER_PORT" -token "$WORK/jwt"
+start issuer "$LOAD_CPU" "$WORK/bin/bench-tool" issuer -addr "127.0.0.1:$ISSUER_PORT" -token "$WORK/jwt"
 wait_http "$ISSUER/.well-known/openid-configuration"
 printf 'callers:\n  - name: bench-caller\n    subject: system:serviceaccount:bench:bench-caller\n    rate: 1000000\n    burst: 1000000\n' \
 	>"$WORK/callers-jwt.yaml"
@@ -379,7 +381,7 @@ fi
 
 port=$(free_port)
 log "floor on 127.0.0.1:$port"
-start floor "$SERVER_CPU" env GOMAXPROCS=1 "$WORK/bin/floor" -addr "127.0.0.1:$port"
+start floor "$SERVER_CPU" env GOMAXPROCS=1 "$WORK/bin/bench-tool" floor -addr "127.0.0.1:$port"
 PORT[floor]=$port CPU_PIDS[floor]=$PID MEM_PIDS[floor]=$PID
 wait_http "http://127.0.0.1:$port/customers/x/signup"
 
@@ -460,17 +462,17 @@ pct() {
 	R[$1.$2]=$(awk -v t="$3" -v hz="$CLK_TCK" -v d="${R[$1.duration_us]}" 'BEGIN {t = t < 0 ? 0 : t; printf "%.1f", 100 * t / hz / (d / 1e6)}')
 }
 
-# load NAME LABEL CONNS SCRIPT URL ARGS...: one wrk run against NAME with
+# load NAME LABEL CONNS URL MODE ARGS...: one wrk run (run_wrk) against NAME with
 # its header, and the CPU its processes (and helpers, and others on its
 # core) used meanwhile.
 load() {
-	local name=$1 label=$2 conns=$3 script=$4 url=$5 t0 t1 a0 a1 c0 c1
-	shift 5
+	local name=$1 label=$2 conns=$3 url=$4 t0 t1 a0 a1 c0 c1
+	shift 4
 	WRK_OPTS=()
 	[[ -n ${HDR[$name]:-} ]] && WRK_OPTS=(-H "${HDR[$name]}")
 	[[ $name == direct ]] && WRK_OPTS=("${DIRECT_HEADERS[@]}")
 	t0=$(cpu_ticks ${CPU_PIDS[$name]}) a0=$(cpu_ticks ${AUX_PIDS[$name]:-}) c0=$(core_ticks "$SERVER_CPU")
-	run_wrk "$label" "$conns" "$DURATION" "$script" "$url" "$@"
+	run_wrk "$label" "$conns" "$DURATION" "$url" "$@"
 	t1=$(cpu_ticks ${CPU_PIDS[$name]}) a1=$(cpu_ticks ${AUX_PIDS[$name]:-}) c1=$(core_ticks "$SERVER_CPU")
 	WRK_OPTS=()
 	per_req "$label" cpu_us_per_req $((t1 - t0))
@@ -482,7 +484,7 @@ load() {
 # hot NAME ROUND: one run over the cached ids.
 hot() {
 	reset_calls
-	load "$1" "$1.hot.r$2" "$CONNECTIONS" hot.lua "http://127.0.0.1:${PORT[$1]}" "$HOT_IDS"
+	load "$1" "$1.hot.r$2" "$CONNECTIONS" "http://127.0.0.1:${PORT[$1]}" hot "$HOT_IDS"
 	R[$1.hot.r$2.upstream_calls]=$(calls)
 }
 
@@ -491,7 +493,7 @@ cold() {
 	local name=$1 round=$2 kind=$3 conns=$4 url tmpl=/customers/%s/signup
 	url=http://127.0.0.1:${PORT[$name]:-}
 	[[ $name == direct ]] && url=$UPSTREAM tmpl=/integration/customer/%s/signup
-	load "$name" "$name.$kind.r$round" "$conns" cold.lua "$url" "$kind$RUN_ID-$name-$round" "$tmpl"
+	load "$name" "$name.$kind.r$round" "$conns" "$url" cold "$kind$RUN_ID-$name-$round" "$tmpl"
 }
 
 # pick PREFIX BY: copies the keys of the best round PREFIX.rN.* to PREFIX.*.
@@ -516,7 +518,7 @@ pick() {
 stampede() {
 	local name=$1 round=$2 label=$1.stampede.r$2
 	set_delay "$STAMPEDE_DELAY"
-	pin "$LOAD_CPU" "$WORK/bin/stampede" -target "127.0.0.1:${PORT[$name]}" -upstream "$UPSTREAM" \
+	pin "$LOAD_CPU" "$WORK/bin/bench-tool" stampede -target "http://127.0.0.1:${PORT[$name]}" -upstream "$UPSTREAM" \
 		-n "$STAMPEDE_N" -id "stampede$RUN_ID-$name-$round" -warm-path "/customers/!/signup" \
 		>"$RESULTS_DIR/stampede-$name-$round.txt" 2>&1 || die "stampede $name: $(tail -5 "$RESULTS_DIR/stampede-$name-$round.txt")"
 	record "$label" "$RESULTS_DIR/stampede-$name-$round.txt"
@@ -549,7 +551,7 @@ flood() {
 	for part in 1 2; do
 		n=$half
 		[[ $part == 2 ]] && n=$((FLOOD_IDS - half))
-		pin "$LOAD_CPU" "$WORK/bin/flood" -target "http://127.0.0.1:${PORT[$name]}" -n "$n" -c "$CONNECTIONS" \
+		pin "$LOAD_CPU" "$WORK/bin/bench-tool" flood -target "http://127.0.0.1:${PORT[$name]}" -n "$n" -c "$CONNECTIONS" \
 			-prefix "flood$RUN_ID-$name-$part" >"$RESULTS_DIR/flood-$name-$part.txt" 2>&1 ||
 			die "flood $name: $(tail -5 "$RESULTS_DIR/flood-$name-$part.txt")"
 		record "$name.flood$part" "$RESULTS_DIR/flood-$name-$part.txt"
@@ -570,11 +572,12 @@ flood() {
 	set_delay "$UPSTREAM_DELAY"
 }
 
-# gateway_profile KIND SCRIPT ARGS...: CPU and allocation profiles of the
-# gateway under one more wrk run of KIND (hot or cold), not counted in the table.
+# gateway_profile KIND ARGS...: CPU and allocation profiles of the gateway
+# under one more wrk run of KIND (hot or cold: bench/ids.lua's mode, with ARGS),
+# not counted in the table.
 gateway_profile() {
-	local kind=$1 script=$2 secs=${DURATION%s} prof_pid alloc_pid out
-	shift 2
+	local kind=$1 secs=${DURATION%s} prof_pid alloc_pid out
+	shift
 	out=$RESULTS_DIR/profile-gateway-$kind.txt
 	if [[ $(curl -s -o /dev/null -w '%{http_code}' -H "$ADMIN_AUTH" "http://127.0.0.1:$GW_ADMIN_PORT/debug/pprof/") == 200 ]]; then
 		curl -s -H "$ADMIN_AUTH" -o "$RESULTS_DIR/gateway-$kind-cpu.pprof" \
@@ -583,7 +586,7 @@ gateway_profile() {
 		curl -s -H "$ADMIN_AUTH" -o "$RESULTS_DIR/gateway-$kind-allocs.pprof" \
 			"http://127.0.0.1:$GW_ADMIN_PORT/debug/pprof/allocs?seconds=$secs" &
 		alloc_pid=$!
-		run_wrk "gateway-${kind}prof" "$CONNECTIONS" "$((secs + 1))s" "$script" "http://127.0.0.1:$GW_PORT" "$@"
+		run_wrk "gateway-${kind}prof" "$CONNECTIONS" "$((secs + 1))s" "http://127.0.0.1:$GW_PORT" "$kind" "$@"
 		wait "$prof_pid" "$alloc_pid" || true
 		{
 			echo "# CPU, flat"
@@ -600,7 +603,7 @@ gateway_profile() {
 		pin "$LOAD_CPU" perf record -q -F 999 -g -p "$GW_PID" -o "$WORK/perf.data" -- sleep "$secs" \
 			>"$WORK/perf.log" 2>&1 &
 		prof_pid=$!
-		run_wrk "gateway-${kind}prof" "$CONNECTIONS" "$((secs + 1))s" "$script" "http://127.0.0.1:$GW_PORT" "$@"
+		run_wrk "gateway-${kind}prof" "$CONNECTIONS" "$((secs + 1))s" "http://127.0.0.1:$GW_PORT" "$kind" "$@"
 		wait "$prof_pid" || true
 		{
 			echo "# self time"
@@ -635,7 +638,7 @@ out=$(curl_get floor /customers/hot-0001/signup)
 for name in "${HOT_SERVERS[@]}"; do
 	WRK_OPTS=()
 	[[ -n ${HDR[$name]:-} ]] && WRK_OPTS=(-H "${HDR[$name]}")
-	run_wrk "$name-hotwarm" "$CONNECTIONS" 2s hot.lua "http://127.0.0.1:${PORT[$name]}" "$HOT_IDS"
+	run_wrk "$name-hotwarm" "$CONNECTIONS" 2s "http://127.0.0.1:${PORT[$name]}" hot "$HOT_IDS"
 done
 WRK_OPTS=()
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -646,7 +649,7 @@ for name in "${HOT_SERVERS[@]}"; do pick "$name.hot" max:rps; done
 
 if [[ $PROFILE == 1 ]]; then
 	log "hot: gateway CPU profile"
-	gateway_profile hot hot.lua "$HOT_IDS"
+	gateway_profile hot "$HOT_IDS"
 fi
 
 # ---- cold: throughput at CONNECTIONS, then latency at LATENCY_CONNECTIONS
@@ -661,7 +664,7 @@ for kind in cold coldlat; do
 done
 if [[ $PROFILE == 1 ]]; then
 	log "cold: gateway CPU profile"
-	gateway_profile cold cold.lua "prof$RUN_ID"
+	gateway_profile cold "prof$RUN_ID"
 fi
 for name in "${PROXIES[@]}" direct; do
 	pick "$name.cold" max:rps

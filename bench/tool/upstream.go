@@ -1,65 +1,46 @@
-// Command upstream is a stand-in for BlueTape's signup endpoint, used by the
-// load benchmark (bench/run.sh).
+package main
+
+import (
+	"flag"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// upstreamCommand is a stand-in for BlueTape's signup endpoint.
 //
 // It answers GET /integration/customer/{id}/signup with
 // {"signUpUrl":"https://www.bluetape.com/signup?id=<id>"} after a configurable
 // delay, and only when the request carries exactly one X-BlueTape-Key and one
-// X-Integration-AccountId with the configured values (else 401). Ids that start
-// with "notfound" get BlueTape's 404 body.
+// X-Integration-AccountId with the configured values (else 401). Ids that
+// start with "notfound" get BlueTape's 404 body.
 //
-// It counts the signup calls it answers. GET /calls reports the count, the
-// number of rejected (401) calls since start and the wall-clock time of the
-// latest answer; POST /calls/reset sets the count and the time to zero. POST /delay?d=100ms changes the delay.
+// It counts the signup calls it answers. GET /calls reports the counts
+// (callCounts); POST /calls/reset sets the call count and the time of the
+// latest answer to zero. POST /delay?d=100ms changes the delay.
 //
-// It is also a trivial OTLP/HTTP trace sink: POST /v1/traces is answered with an
-// empty 200 (an empty ExportTraceServiceResponse) and counted as traceExports
-// in GET /calls.
-package main
-
-import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
-	"log"
-	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"strconv"
-	"sync/atomic"
-	"syscall"
-	"time"
-)
-
-func main() {
-	addr := flag.String("addr", "127.0.0.1:8081", "listen address")
-	key := flag.String("key", "bench-key", "expected X-BlueTape-Key")
-	account := flag.String("account", "bench-account", "expected X-Integration-AccountId")
-	delay := flag.Duration("delay", 5*time.Millisecond, "time taken by each signup answer")
-	flag.Parse()
-
-	u := &upstream{key: *key, account: *account}
-	u.delay.Store(int64(*delay))
-
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatalf("listening: %v", err)
+// It is also a trivial OTLP/HTTP trace sink: POST /v1/traces is answered with
+// an empty 200 (an empty ExportTraceServiceResponse) and counted.
+func upstreamCommand(fs *flag.FlagSet) func() error {
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
+	key := fs.String("key", "bench-key", "expected X-BlueTape-Key")
+	account := fs.String("account", "bench-account", "expected X-Integration-AccountId")
+	delay := fs.Duration("delay", 5*time.Millisecond, "time taken by each signup answer")
+	return func() error {
+		u := &upstream{key: *key, account: *account}
+		u.delay.Store(int64(*delay))
+		return listenAndServe(*addr, u.routes())
 	}
-	srv := &http.Server{Handler: u.routes(), ReadHeaderTimeout: 5 * time.Second}
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(shutdownCtx)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		log.Fatalf("serving: %v", err)
-	}
+// callCounts is the upstream's answer to GET /calls.
+type callCounts struct {
+	Calls              int64 `json:"calls"`              // signup calls answered since start or reset
+	Unauthorized       int64 `json:"unauthorized"`       // signup calls refused (401) since start
+	LastAnswerUnixNano int64 `json:"lastAnswerUnixNano"` // wall-clock time of the latest answer, 0 after a reset
+	TraceExports       int64 `json:"traceExports"`       // OTLP trace exports received since start
 }
 
 type upstream struct {
@@ -75,9 +56,12 @@ func (u *upstream) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /integration/customer/{id}/signup", u.signup)
 	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"calls":%d,"unauthorized":%d,"lastAnswerUnixNano":%d,"traceExports":%d}`+"\n",
-			u.calls.Load(), u.unauthorized.Load(), u.lastAnswer.Load(), u.traceExports.Load())
+		writeJSON(w, "application/json", callCounts{
+			Calls:              u.calls.Load(),
+			Unauthorized:       u.unauthorized.Load(),
+			LastAnswerUnixNano: u.lastAnswer.Load(),
+			TraceExports:       u.traceExports.Load(),
+		})
 	})
 	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)

@@ -272,7 +272,7 @@ start_gateway() {
 	start "$name" "$SERVER_CPU" env GOMAXPROCS=1 \
 		BLUETAPE_BASE_URL="$UPSTREAM" BLUETAPE_API_KEY="$API_KEY" BLUETAPE_ACCOUNT_ID="$ACCOUNT_ID" \
 		GATEWAY_LISTEN_ADDR="127.0.0.1:$port" GATEWAY_ADMIN_ADDR="127.0.0.1:$admin" \
-		GATEWAY_RATE_LIMIT=1000000 GATEWAY_RATE_BURST=1000000 GATEWAY_LOG_LEVEL=info \
+		GATEWAY_RATE_LIMIT=1000000 GATEWAY_RATE_BURST=100 GATEWAY_LOG_LEVEL=info \
 		GATEWAY_CACHE_MAX_ENTRIES="$CACHE_MAX_ENTRIES" "$@" ${GATEWAY_EXTRA_ENV:-} \
 		"$WORK/bin/gateway"
 	PORT[$name]=$port ADMIN_PORT[$name]=$admin CPU_PIDS[$name]=$PID MEM_PIDS[$name]=$PID
@@ -295,7 +295,7 @@ VARIANTS=()
 # Callers authenticate with a static bearer token (a callers file entry with
 # a rate far too high to refuse).
 BENCH_TOKEN=bench-caller-token-not-a-secret
-printf 'callers:\n  - name: bench-caller\n    token_sha256: %s\n    rate: 1000000\n    burst: 1000000\n' \
+printf 'callers:\n  - name: bench-caller\n    token_sha256: %s\n    rate: 1000000\n    burst: 100\n' \
 	"$(printf '%s' "$BENCH_TOKEN" | sha256sum | cut -d' ' -f1)" >"$WORK/callers.yaml"
 start_gateway gateway-auth GATEWAY_CALLERS_FILE="$WORK/callers.yaml"
 TITLE[gateway-auth]="auth (static bearer token)" HDR[gateway-auth]="Authorization: Bearer $BENCH_TOKEN"
@@ -309,7 +309,7 @@ ISSUER_PORT=$(free_port)
 ISSUER=http://127.0.0.1:$ISSUER_PORT
 start issuer "$LOAD_CPU" "$WORK/bin/bench-tool" issuer -addr "127.0.0.1:$ISSUER_PORT" -token "$WORK/jwt"
 wait_http "$ISSUER/.well-known/openid-configuration"
-printf 'callers:\n  - name: bench-caller\n    subject: system:serviceaccount:bench:bench-caller\n    rate: 1000000\n    burst: 1000000\n' \
+printf 'callers:\n  - name: bench-caller\n    subject: system:serviceaccount:bench:bench-caller\n    rate: 1000000\n    burst: 100\n' \
 	>"$WORK/callers-jwt.yaml"
 start_gateway gateway-jwt GATEWAY_JWT_ISSUER="$ISSUER" GATEWAY_CALLERS_FILE="$WORK/callers-jwt.yaml"
 TITLE[gateway-jwt]="auth (service-account JWT, cached after the first request)"

@@ -262,6 +262,16 @@ wait_http "$UPSTREAM/calls"
 declare -A PORT CPU_PIDS AUX_PIDS MEM_PIDS HDR TITLE ADMIN_PORT
 TITLE=([gateway]=gateway [nginx]=nginx [haproxy]=HAProxy [varnish]=Varnish [floor]=floor)
 
+# The Go runtime's settings of the manifests (GOGC, GOMEMLIMIT), so that the
+# gateway is measured as it runs in production.
+MANIFEST_RUNTIME_ENV=()
+for var in GOGC GOMEMLIMIT; do
+	val=$(awk -v v="$var" '$0 ~ "- name: "v"$" {getline; gsub(/.*value: *"?|"$/, ""); print; exit}' \
+		"$ROOT/deploy/base/deployment.yaml")
+	[[ -n $val ]] || die "deploy/base/deployment.yaml sets no $var"
+	MANIFEST_RUNTIME_ENV+=("$var=$val")
+done
+
 # start_gateway NAME [VAR=value...]: one more gateway process, configured by
 # environment like the open one plus the given variables.
 start_gateway() {
@@ -269,7 +279,7 @@ start_gateway() {
 	shift
 	port=$(free_port) admin=$(free_port)
 	log "$name on 127.0.0.1:$port (admin $admin)"
-	start "$name" "$SERVER_CPU" env GOMAXPROCS=1 \
+	start "$name" "$SERVER_CPU" env GOMAXPROCS=1 "${MANIFEST_RUNTIME_ENV[@]}" \
 		BLUETAPE_BASE_URL="$UPSTREAM" BLUETAPE_API_KEY="$API_KEY" BLUETAPE_ACCOUNT_ID="$ACCOUNT_ID" \
 		GATEWAY_LISTEN_ADDR="127.0.0.1:$port" GATEWAY_ADMIN_ADDR="127.0.0.1:$admin" \
 		GATEWAY_RATE_LIMIT=1000000 GATEWAY_RATE_BURST=100 GATEWAY_LOG_LEVEL=info \

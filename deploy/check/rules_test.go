@@ -237,6 +237,18 @@ func forEachWorkload(r *rendered, f func(w workload) []string) []string {
 	return problems
 }
 
+// withPorts runs f on every gateway workload whose API and admin ports
+// resolve, and reports those that do not.
+func withPorts(r *rendered, f func(w workload, api, admin int32) []string) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		api, admin, problems := w.ports()
+		if len(problems) > 0 {
+			return problems
+		}
+		return f(w, api, admin)
+	})
+}
+
 // ports returns the gateway's API and admin ports for w.
 func (w workload) ports() (api, admin int32, problems []string) {
 	api, err := w.envPort(config.EnvListenAddr, defaultListenAddr)
@@ -351,11 +363,8 @@ func ptrString[T any](p *T) string {
 }
 
 func checkContainerPorts(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		api, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
+	return withPorts(r, func(w workload, api, admin int32) []string {
+		var problems []string
 		for _, want := range []struct {
 			name, env string
 			port      int32
@@ -379,11 +388,8 @@ func checkContainerPorts(r *rendered) []string {
 }
 
 func checkProbes(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		_, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
+	return withPorts(r, func(w workload, _, admin int32) []string {
+		var problems []string
 		for _, p := range []struct {
 			kind  string
 			probe *corev1.Probe
@@ -789,11 +795,8 @@ func servicePortTarget(w workload, sp corev1.ServicePort) (corev1.ContainerPort,
 }
 
 func checkService(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		api, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
+	return withPorts(r, func(w workload, api, admin int32) []string {
+		var problems []string
 		for _, s := range typedObjects[*corev1.Service](r.objects) {
 			for _, want := range []struct {
 				name string
@@ -824,67 +827,49 @@ func checkService(r *rendered) []string {
 	})
 }
 
+// checkIngress checks that every Ingress backend reaches the API port and
+// nothing else. kube-score (ingress-targets-service) reports a backend
+// naming no rendered Service or no port of it.
 func checkIngress(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		api, _, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
+	return withPorts(r, func(w workload, api, _ int32) []string {
+		var problems []string
 		services := typedObjects[*corev1.Service](r.objects)
 		for _, ing := range typedObjects[*networkingv1.Ingress](r.objects) {
-			obj := "Ingress/" + ing.Name
-			var backends []*networkingv1.IngressBackend
-			if ing.Spec.DefaultBackend != nil {
-				backends = append(backends, ing.Spec.DefaultBackend)
-			}
+			backends := []*networkingv1.IngressBackend{ing.Spec.DefaultBackend}
 			for _, rule := range ing.Spec.Rules {
-				if rule.HTTP == nil {
-					continue
-				}
-				for _, p := range rule.HTTP.Paths {
-					backends = append(backends, &p.Backend)
+				if rule.HTTP != nil {
+					for _, p := range rule.HTTP.Paths {
+						backends = append(backends, &p.Backend)
+					}
 				}
 			}
-			if len(backends) == 0 {
-				problems = append(problems, fmt.Sprintf("%s: no backends", obj))
+			if len(backends) == 1 && backends[0] == nil {
+				problems = append(problems, fmt.Sprintf("Ingress/%s: no backends", ing.Name))
 			}
 			for _, b := range backends {
-				if b.Service == nil {
-					problems = append(problems, fmt.Sprintf("%s: a backend is not a Service", obj))
+				switch {
+				case b == nil:
+					continue
+				case b.Service == nil:
+					problems = append(problems, fmt.Sprintf("Ingress/%s: a backend is not a Service", ing.Name))
 					continue
 				}
-				i := slices.IndexFunc(services, func(s *corev1.Service) bool { return s.Name == b.Service.Name })
-				if i < 0 {
-					problems = append(problems, fmt.Sprintf("%s: backend Service %q is not rendered", obj, b.Service.Name))
-					continue
-				}
-				s := services[i]
-				j := slices.IndexFunc(s.Spec.Ports, func(sp corev1.ServicePort) bool {
-					if b.Service.Port.Name != "" {
-						return sp.Name == b.Service.Port.Name
+				for _, s := range services {
+					for _, sp := range s.Spec.Ports {
+						byName := b.Service.Port.Name != ""
+						if s.Name != b.Service.Name || byName && sp.Name != b.Service.Port.Name || !byName && sp.Port != b.Service.Port.Number {
+							continue
+						}
+						if cp, ok := servicePortTarget(w, sp); !ok || cp.ContainerPort != api {
+							problems = append(problems, fmt.Sprintf("Ingress/%s: backend %s/%s does not reach the API port %d; only the API may be published",
+								ing.Name, s.Name, sp.Name, api))
+						}
 					}
-					return sp.Port == b.Service.Port.Number
-				})
-				if j < 0 {
-					problems = append(problems, fmt.Sprintf("%s: backend port %s/%s is not a port of the Service", obj, b.Service.Name, backendPort(b)))
-					continue
-				}
-				cp, ok := servicePortTarget(w, s.Spec.Ports[j])
-				if !ok || cp.ContainerPort != api {
-					problems = append(problems, fmt.Sprintf("%s: backend %s/%s does not reach the API port %d; only the API may be published",
-						obj, b.Service.Name, backendPort(b), api))
 				}
 			}
 		}
 		return problems
 	})
-}
-
-func backendPort(b *networkingv1.IngressBackend) string {
-	if b.Service.Port.Name != "" {
-		return b.Service.Port.Name
-	}
-	return strconv.Itoa(int(b.Service.Port.Number))
 }
 
 // protoPort is a NetworkPolicy port after resolving names.
@@ -927,11 +912,8 @@ func policyPorts(w workload, ports []networkingv1.NetworkPolicyPort) ([]protoPor
 }
 
 func checkNetworkPolicy(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		api, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
+	return withPorts(r, func(w workload, api, admin int32) []string {
+		var problems []string
 		policies := typedObjects[*networkingv1.NetworkPolicy](r.objects)
 		if len(policies) == 0 {
 			return []string{fmt.Sprintf("%s: no NetworkPolicy", w)}
@@ -943,11 +925,9 @@ func checkNetworkPolicy(r *rendered) []string {
 			}
 		}
 		for _, np := range policies {
+			// kube-score (pod-networkpolicy) checks that a policy selects the
+			// pods for both Ingress and Egress.
 			obj := "NetworkPolicy/" + np.Name
-			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) ||
-				!slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
-				problems = append(problems, fmt.Sprintf("%s: policyTypes %v; want Ingress and Egress", obj, np.Spec.PolicyTypes))
-			}
 			problems = append(problems, checkPolicyIngress(r, w, obj, np.Spec.Ingress, api, admin)...)
 			problems = append(problems, checkPolicyEgress(w, obj, np.Spec.Egress)...)
 		}
@@ -1139,20 +1119,15 @@ func checkPodDisruptionBudget(r *rendered) []string {
 				if err == nil && n < 1 {
 					problems = append(problems, fmt.Sprintf("%s: minAvailable %s protects nothing", obj, p.Spec.MinAvailable.String()))
 				}
-			default:
-				problems = append(problems, obj+": neither maxUnavailable nor minAvailable")
-			}
+			} // kube-score (poddisruptionbudget-has-policy) reports neither set.
 		}
 		return problems
 	})
 }
 
 func checkServiceMonitor(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		_, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
+	return withPorts(r, func(w workload, _, admin int32) []string {
+		var problems []string
 		services := typedObjects[*corev1.Service](r.objects)
 		for _, sm := range typedObjects[*monitoringv1.ServiceMonitor](r.objects) {
 			obj := "ServiceMonitor/" + sm.Name

@@ -23,6 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/deploy/check/manifest"
@@ -655,57 +657,31 @@ func checkShutdown(r *rendered) []string {
 	})
 }
 
+// podSecurity evaluates pod specs with Kubernetes' own Pod Security
+// Standards checks, as the PodSecurity admission controller does.
+var podSecurity = must(policy.NewEvaluator(policy.DefaultChecks(), nil))
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// checkSecurityContext holds every Deployment's pods to the restricted Pod
+// Security Standard: no host namespaces, privilege or escalation, every
+// capability dropped, non-root, RuntimeDefault seccomp, and more.
 func checkSecurityContext(r *rendered) []string {
 	var problems []string
+	restricted := api.LevelVersion{Level: api.LevelRestricted, Version: api.LatestVersion()}
 	for _, d := range typedObjects[*appsv1.Deployment](r.objects) {
-		spec := d.Spec.Template.Spec
-		obj := "Deployment/" + d.Name
-		if spec.HostNetwork || spec.HostPID || spec.HostIPC {
-			problems = append(problems, fmt.Sprintf("%s: uses a host namespace", obj))
-		}
-		pod := spec.SecurityContext
-		if pod == nil {
-			pod = &corev1.PodSecurityContext{}
-		}
-		all := append(slices.Clone(spec.InitContainers), spec.Containers...)
-		for _, c := range all {
-			what := fmt.Sprintf("%s container %q", obj, c.Name)
-			sc := c.SecurityContext
-			if sc == nil {
-				problems = append(problems, fmt.Sprintf("%s: no securityContext", what))
-				continue
-			}
-			if !orBool(sc.RunAsNonRoot, pod.RunAsNonRoot) {
-				problems = append(problems, fmt.Sprintf("%s: runAsNonRoot is not true", what))
-			}
-			seccomp := sc.SeccompProfile
-			if seccomp == nil {
-				seccomp = pod.SeccompProfile
-			}
-			if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
-				problems = append(problems, fmt.Sprintf("%s: seccompProfile is not RuntimeDefault", what))
-			}
-			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-				problems = append(problems, fmt.Sprintf("%s: allowPrivilegeEscalation is not false", what))
-			}
-			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-				problems = append(problems, fmt.Sprintf("%s: capabilities do not drop ALL", what))
-			} else if len(sc.Capabilities.Add) > 0 {
-				problems = append(problems, fmt.Sprintf("%s: adds capabilities %v", what, sc.Capabilities.Add))
-			}
+		res := policy.AggregateCheckResults(podSecurity.EvaluatePod(restricted, &d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec))
+		if !res.Allowed {
+			problems = append(problems, fmt.Sprintf("Deployment/%s: violates the restricted Pod Security Standard: %s", d.Name, res.ForbiddenDetail()))
 		}
 	}
 	return problems
 }
-
-// orBool returns the container's setting, else the pod's, else false.
-func orBool(container, pod *bool) bool {
-	if container != nil {
-		return *container
-	}
-	return pod != nil && *pod
-}
-
 func checkServiceAccount(r *rendered) []string {
 	var problems []string
 	accounts := typedObjects[*corev1.ServiceAccount](r.objects)

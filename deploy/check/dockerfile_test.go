@@ -315,19 +315,24 @@ func TestDockerfileChecksCatchBrokenFiles(t *testing.T) {
 	}
 }
 
-// TestDockerignore checks with Docker's own .dockerignore matcher that the
-// build context holds what the build needs and no secrets or other trees.
-func TestDockerignore(t *testing.T) {
-	f, err := os.Open(filepath.Join(repoRoot, ".dockerignore"))
+// readDockerignore returns Docker's own matcher for a .dockerignore file.
+func readDockerignore(file string) (*patternmatcher.PatternMatcher, error) {
+	f, err := os.Open(file)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer f.Close()
 	patterns, err := ignorefile.ReadAll(f)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	pm, err := patternmatcher.New(patterns)
+	return patternmatcher.New(patterns)
+}
+
+// TestDockerignore checks with Docker's own .dockerignore matcher that the
+// build context holds what the build needs and no secrets or other trees.
+func TestDockerignore(t *testing.T) {
+	pm, err := readDockerignore(filepath.Join(repoRoot, ".dockerignore"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -473,11 +473,11 @@ func TestPrometheusRuleMatchesRulesFile(t *testing.T) {
 // includes it: one PrometheusRule and the dashboard ConfigMap, with a fixed
 // name and the label the Grafana sidecar looks for.
 func TestMonitoringKustomization(t *testing.T) {
-	objs, err := manifest.Render(monitoringDir)
+	dashboard, err := os.ReadFile(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dashboard, err := os.ReadFile(dashboardFile)
+	objs, err := manifest.Render(monitoringDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -430,9 +430,6 @@ func prometheusRuleFromRules(rules []byte) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// TestPrometheusRuleMatchesRulesFile keeps the PrometheusRule's groups equal
-// to rules.yml's, which promtool checks and unit-tests.
-
 // TestPrometheusRuleMatchesRulesFile keeps prometheusrule.yaml what the
 // generator makes of rules.yml, which promtool checks and unit-tests.
 func TestPrometheusRuleMatchesRulesFile(t *testing.T) {

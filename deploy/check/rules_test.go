@@ -3,6 +3,7 @@ package check
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
@@ -306,23 +307,13 @@ func checkNamespace(r *rendered) []string {
 		}
 	}
 	if len(namespaces) > 1 {
-		problems = append(problems, fmt.Sprintf("objects span namespaces %v; want one", slices.Sorted(mapKeys(namespaces))))
+		problems = append(problems, fmt.Sprintf("objects span namespaces %v; want one", slices.Sorted(maps.Keys(namespaces))))
 	}
 	return problems
 }
 
 // clusterScoped reports whether objects of kind have no namespace.
 func clusterScoped(kind string) bool { return kind == "Namespace" || kind == "ClusterRoleBinding" }
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
 
 // maxAppliedSize is the limit on an object's annotations, which client-side
 // "kubectl apply" fills with the whole object (last-applied-configuration).

@@ -55,7 +55,6 @@ const (
 	// behind the kubernetes Service, as NetworkPolicies see it (after the
 	// Service's 443 is translated).
 	apiServerPort = 6443
-	minReplicas   = 2
 )
 
 // envRedisURLFile names the file holding the Redis URL, which may carry a

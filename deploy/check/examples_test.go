@@ -1,6 +1,7 @@
 package check
 
 import (
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -62,9 +63,9 @@ func TestExampleSecrets(t *testing.T) {
 	if len(secrets) == 0 {
 		t.Fatal("deploy/examples renders no Secret")
 	}
-	for _, name := range slices.Sorted(mapKeys(secrets)) {
+	for _, name := range slices.Sorted(maps.Keys(secrets)) {
 		values := secretValues(secrets[name])
-		for _, key := range slices.Sorted(mapKeys(values)) {
+		for _, key := range slices.Sorted(maps.Keys(values)) {
 			t.Run(name+"/"+key, func(t *testing.T) {
 				for _, p := range credentialProblems(values[key]) {
 					// The value itself is never printed.

@@ -3,6 +3,7 @@ package check
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"testing"
 
@@ -49,4 +50,19 @@ func kubeScoreFailures(t *testing.T, dir string) map[string][]string {
 		}
 	}
 	return failures
+}
+
+// requireTool returns the path of the command name. Without it the test is
+// skipped, except in CI, where a skipped check would hide what it checks;
+// install says how to get it.
+func requireTool(t *testing.T, name, install string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	switch {
+	case err != nil && os.Getenv("CI") == "true":
+		t.Fatalf("%s is not on PATH; CI must install it (%s)", name, install)
+	case err != nil:
+		t.Skipf("%s is not on PATH; install it (%s) to run this check", name, install)
+	}
+	return path
 }

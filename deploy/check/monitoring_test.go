@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -17,9 +15,7 @@ import (
 	"unicode"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -33,6 +29,9 @@ var updatePrometheusRule = flag.Bool("update-prometheusrule", false,
 
 // Files of deploy/monitoring, the runbooks its alerts link to and the
 // README its dashboard links to, relative to this package's directory.
+// "promtool check rules" and "promtool test rules" (.ci/test) validate
+// rules.yml and run the alerts' unit tests in rules_test.yml; the tests here
+// check what promtool cannot see.
 var (
 	monitoringDir      = filepath.Join(deployDir, "monitoring")
 	rulesFile          = filepath.Join(monitoringDir, "rules.yml")
@@ -46,7 +45,6 @@ var (
 
 // Monitoring conventions.
 const (
-	ruleGroupName      = "bluetape-gateway"
 	prometheusRuleName = "bluetape-gateway"
 	dashboardConfigMap = "bluetape-gateway-dashboard"
 	dashboardLabel     = "grafana_dashboard"
@@ -79,11 +77,6 @@ var standardMetrics = []string{
 	"process_open_fds", "process_max_fds", "process_start_time_seconds",
 }
 
-// sharedModeMetrics are exported only in shared mode (GATEWAY_REDIS_URL or
-// GATEWAY_REDIS_URL_FILE set), such as bluetape_gateway_redis_degraded,
-// 1 while a replica serves from local state because Redis is unreachable.
-var sharedModeMetrics = metrics.SharedNames()
-
 // hitRatioResults are the cache results that count as hits in the hit
 // ratio, wherever it is computed (alerts, dashboard, documentation): every
 // lookup answered from the cache, fresh, stale or a remembered 404.
@@ -91,7 +84,7 @@ const hitRatioResults = "hit|stale|negative_hit"
 
 // exportedMetrics returns every series name a query about the gateway may
 // select: metrics.Names() (histograms through their _bucket, _sum and _count
-// series) and standardMetrics.
+// series), the shared mode's metrics.SharedNames() and standardMetrics.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	known := make(map[string]bool)
@@ -107,163 +100,101 @@ func exportedMetrics(t *testing.T) map[string]bool {
 			known[h+suffix] = true
 		}
 	}
-	for _, n := range append(standardMetrics, sharedModeMetrics...) {
+	for _, n := range append(standardMetrics, metrics.SharedNames()...) {
 		known[n] = true
 	}
 	return known
 }
 
-// alertRule is one rule of rules.yml, as written (For is nil when absent).
+// readYAML decodes a YAML or JSON file into v.
+func readYAML(t *testing.T, file string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, v); err != nil {
+		t.Fatalf("reading %s: %v", file, err)
+	}
+}
+
+// alertRule is one rule of rules.yml.
 type alertRule struct {
 	Alert       string            `json:"alert"`
 	Record      string            `json:"record"`
 	Expr        string            `json:"expr"`
-	For         *string           `json:"for"`
-	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"`
 }
 
-type ruleGroup struct {
-	Name  string      `json:"name"`
-	Rules []alertRule `json:"rules"`
-}
-
-// readAlertRules reads rules.yml after Prometheus's own rule file parser has
-// validated it: the expressions parse and the templates compile.
-func readAlertRules(t *testing.T) []ruleGroup {
+// readAlertRules returns the rules of rules.yml, which "promtool check
+// rules" validates.
+func readAlertRules(t *testing.T) []alertRule {
 	t.Helper()
-	p := parser.NewParser(parser.Options{})
-	if _, errs := rulefmt.ParseFile(rulesFile, false, model.UTF8Validation, p, slog.New(slog.DiscardHandler)); len(errs) > 0 {
-		t.Fatalf("%s is not a valid rule file: %v", rulesFile, errs)
-	}
-	data, err := os.ReadFile(rulesFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f struct {
-		Groups []ruleGroup `json:"groups"`
+		Groups []struct {
+			Rules []alertRule `json:"rules"`
+		} `json:"groups"`
 	}
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		t.Fatalf("reading %s: %v", rulesFile, err)
+	readYAML(t, rulesFile, &f)
+	var rules []alertRule
+	for _, g := range f.Groups {
+		rules = append(rules, g.Rules...)
 	}
-	return f.Groups
+	return rules
 }
 
-// requireTool returns the path of the command name. Without it the test is
-// skipped, except in CI, where a skipped check would hide what it checks;
-// install says how to get it.
-func requireTool(t *testing.T, name, install string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	switch {
-	case err != nil && os.Getenv("CI") == "true":
-		t.Fatalf("%s is not on PATH; CI must install it (%s)", name, install)
-	case err != nil:
-		t.Skipf("%s is not on PATH; install it (%s) to run this check", name, install)
-	}
-	return path
-}
-
-func promtool(t *testing.T) string {
-	return requireTool(t, "promtool", "Debian: apt-get install prometheus")
-}
-
-// TestPromtoolCheckRules runs "promtool check rules" on rules.yml.
-func TestPromtoolCheckRules(t *testing.T) {
-	runPromtool(t, promtool(t), "check", "rules", filepath.Base(rulesFile))
-}
-
-// TestPromtoolTestRules runs the alerts' unit tests in rules_test.yml.
-func TestPromtoolTestRules(t *testing.T) {
-	runPromtool(t, promtool(t), "test", "rules", filepath.Base(ruleTestsFile))
-}
-
-func runPromtool(t *testing.T, promtool string, args ...string) {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), promtool, args...)
-	cmd.Dir = monitoringDir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// TestAlertRules checks what promtool does not: every rule is an alert with
-// a for clause, a known severity and the three annotations, and the
-// description shows values from the alert.
-func TestAlertRules(t *testing.T) {
-	groups := readAlertRules(t)
-	if len(groups) != 1 || groups[0].Name != ruleGroupName {
-		t.Fatalf("got %d groups; want the single group %q", len(groups), ruleGroupName)
-	}
-	seen := make(map[string]bool)
-	for _, r := range groups[0].Rules {
-		if r.Alert == "" {
-			t.Errorf("rule %q is not an alert", r.Record)
-			continue
-		}
-		if seen[r.Alert] {
-			t.Errorf("alert %s is defined twice", r.Alert)
-		}
-		seen[r.Alert] = true
-		if r.For == nil {
-			t.Errorf("%s: no for clause; write \"for: 0m\" to fire at once", r.Alert)
-		}
-		if s := r.Labels["severity"]; !slices.Contains(severities, s) {
-			t.Errorf("%s: severity %q; want one of %q", r.Alert, s, severities)
-		}
-		for _, a := range []string{"summary", "description", "runbook_url"} {
-			if strings.TrimSpace(r.Annotations[a]) == "" {
-				t.Errorf("%s: no %s annotation", r.Alert, a)
-			}
-		}
-		if d := r.Annotations["description"]; !strings.Contains(d, "{{") {
-			t.Errorf("%s: description %q shows no value from the alert ({{ $value }}, {{ $labels.job }}, ...)", r.Alert, d)
-		}
-	}
-}
-
-// TestRuleUnitTestsCoverEveryAlert checks that rules_test.yml has, for every
-// alert, a case where it fires and a case where it stays silent.
-func TestRuleUnitTestsCoverEveryAlert(t *testing.T) {
-	groups := readAlertRules(t)
-	data, err := os.ReadFile(ruleTestsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestAlertRulesAreUnitTested checks that every rule is an alert, defined
+// once, whose description shows a value from the alert, and that
+// rules_test.yml has a case where it stays silent and one where it fires
+// with a known severity and its summary, description and runbook_url.
+// promtool compares an alert's labels and annotations whole, so the firing
+// case pins all of them.
+func TestAlertRulesAreUnitTested(t *testing.T) {
 	var f struct {
 		RuleFiles []string `json:"rule_files"`
 		Tests     []struct {
 			AlertRuleTest []struct {
 				Alertname string `json:"alertname"`
-				ExpAlerts []any  `json:"exp_alerts"`
+				ExpAlerts []struct {
+					ExpLabels      map[string]string `json:"exp_labels"`
+					ExpAnnotations map[string]string `json:"exp_annotations"`
+				} `json:"exp_alerts"`
 			} `json:"alert_rule_test"`
 		} `json:"tests"`
 	}
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		t.Fatalf("reading %s: %v", ruleTestsFile, err)
-	}
+	readYAML(t, ruleTestsFile, &f)
 	if !slices.Contains(f.RuleFiles, filepath.Base(rulesFile)) {
 		t.Errorf("%s: rule_files %q does not include %s", ruleTestsFile, f.RuleFiles, filepath.Base(rulesFile))
 	}
 	fires, silent := make(map[string]bool), make(map[string]bool)
 	for _, tc := range f.Tests {
 		for _, a := range tc.AlertRuleTest {
-			if len(a.ExpAlerts) > 0 {
-				fires[a.Alertname] = true
-			} else {
-				silent[a.Alertname] = true
+			silent[a.Alertname] = silent[a.Alertname] || len(a.ExpAlerts) == 0
+			for _, e := range a.ExpAlerts {
+				pinned := slices.Contains(severities, e.ExpLabels["severity"])
+				for _, k := range []string{"summary", "description", "runbook_url"} {
+					pinned = pinned && strings.TrimSpace(e.ExpAnnotations[k]) != ""
+				}
+				fires[a.Alertname] = fires[a.Alertname] || pinned
 			}
 		}
 	}
-	for _, g := range groups {
-		for _, r := range g.Rules {
-			if !fires[r.Alert] {
-				t.Errorf("%s: no case in %s where it fires", r.Alert, ruleTestsFile)
-			}
-			if !silent[r.Alert] {
-				t.Errorf("%s: no case in %s where it stays silent", r.Alert, ruleTestsFile)
-			}
+	seen := make(map[string]bool)
+	for _, r := range readAlertRules(t) {
+		switch {
+		case r.Alert == "":
+			t.Errorf("rule %q is not an alert", r.Record)
+		case seen[r.Alert]:
+			t.Errorf("alert %s is defined twice", r.Alert)
+		case !strings.Contains(r.Annotations["description"], "{{"):
+			t.Errorf("%s: description shows no value from the alert ({{ $value }}, {{ $labels.job }}, ...)", r.Alert)
+		}
+		seen[r.Alert] = true
+		if !fires[r.Alert] {
+			t.Errorf("%s: no case in %s where it fires with severity one of %q, summary, description and runbook_url", r.Alert, ruleTestsFile, severities)
+		}
+		if !silent[r.Alert] {
+			t.Errorf("%s: no case in %s where it stays silent", r.Alert, ruleTestsFile)
 		}
 	}
 }
@@ -272,25 +203,16 @@ func TestRuleUnitTestsCoverEveryAlert(t *testing.T) {
 // kustomization sets: the literal "base" of its runbooks ConfigMap.
 func runbookBase(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile(kustomizationFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var k struct {
 		ConfigMapGenerator []struct {
 			Name     string   `json:"name"`
 			Literals []string `json:"literals"`
 		} `json:"configMapGenerator"`
 	}
-	if err := yaml.Unmarshal(data, &k); err != nil {
-		t.Fatalf("reading %s: %v", kustomizationFile, err)
-	}
+	readYAML(t, kustomizationFile, &k)
 	for _, g := range k.ConfigMapGenerator {
-		if g.Name != runbooksConfigMap {
-			continue
-		}
 		for _, l := range g.Literals {
-			if v, ok := strings.CutPrefix(l, "base="); ok {
+			if v, ok := strings.CutPrefix(l, "base="); ok && g.Name == runbooksConfigMap {
 				return v
 			}
 		}
@@ -299,10 +221,42 @@ func runbookBase(t *testing.T) string {
 	return ""
 }
 
+// checkRenderedRunbookURLs renders the monitoring kustomization in dir and
+// checks that every rule of the PrometheusRule links to base#<its anchor>,
+// and that the runbooks ConfigMap stays local to kustomize.
+func checkRenderedRunbookURLs(t *testing.T, dir, base string, alerts int) {
+	t.Helper()
+	objs, err := manifest.Render(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range objs {
+		if o.Kind == "ConfigMap" && o.Name == runbooksConfigMap {
+			t.Errorf("%s is rendered; it must stay local to kustomize", o)
+		}
+		pr, ok := o.Value.(*monitoringv1.PrometheusRule)
+		if !ok {
+			continue
+		}
+		for _, g := range pr.Spec.Groups {
+			for _, r := range g.Rules {
+				n++
+				if want := base + "#" + githubAnchor("Alert: "+r.Alert); r.Annotations["runbook_url"] != want {
+					t.Errorf("rendered %s: %s: runbook_url %q; want %q", o, r.Alert, r.Annotations["runbook_url"], want)
+				}
+			}
+		}
+	}
+	if n != alerts {
+		t.Errorf("the rendered PrometheusRule holds %d rules; want %d", n, alerts)
+	}
+}
+
 // TestRunbookURLs checks that every alert links to its own section of
 // docs/runbooks.md ("## Alert: <name>"), under the one base address the
 // monitoring kustomization sets: in rules.yml as written, and in the
-// PrometheusRule as kustomize renders it.
+// PrometheusRule as kustomize renders it, also after the base is changed.
 func TestRunbookURLs(t *testing.T) {
 	doc, err := os.ReadFile(runbooksFile)
 	if err != nil {
@@ -310,90 +264,36 @@ func TestRunbookURLs(t *testing.T) {
 	}
 	anchors := markdownAnchors(string(doc))
 	base := runbookBase(t)
-	want := make(map[string]string)
-	for _, g := range readAlertRules(t) {
-		for _, r := range g.Rules {
-			anchor := githubAnchor("Alert: " + r.Alert)
-			want[r.Alert] = base + "#" + anchor
-			if !anchors[anchor] {
-				t.Errorf("%s: docs/runbooks.md has no section \"## Alert: %s\" (anchor %q)", r.Alert, r.Alert, anchor)
-			}
-			if got := r.Annotations["runbook_url"]; got != want[r.Alert] {
-				t.Errorf("%s: rules.yml runbook_url %q; want %q", r.Alert, got, want[r.Alert])
-			}
+	rules := readAlertRules(t)
+	for _, r := range rules {
+		anchor := githubAnchor("Alert: " + r.Alert)
+		if !anchors[anchor] {
+			t.Errorf("%s: docs/runbooks.md has no section \"## Alert: %s\" (anchor %q)", r.Alert, r.Alert, anchor)
+		}
+		if got, want := r.Annotations["runbook_url"], base+"#"+anchor; got != want {
+			t.Errorf("%s: rules.yml runbook_url %q; want %q", r.Alert, got, want)
 		}
 	}
-	objs, err := manifest.Render(monitoringDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := 0
-	for _, o := range objs {
-		pr, ok := o.Value.(*monitoringv1.PrometheusRule)
-		if !ok {
-			continue
-		}
-		for _, g := range pr.Spec.Groups {
-			for _, r := range g.Rules {
-				seen++
-				if got := r.Annotations["runbook_url"]; got != want[r.Alert] {
-					t.Errorf("rendered %s: %s: runbook_url %q; want %q", o, r.Alert, got, want[r.Alert])
-				}
-			}
-		}
-	}
-	if seen != len(want) {
-		t.Errorf("the rendered PrometheusRule holds %d rules; want %d", seen, len(want))
-	}
-}
+	checkRenderedRunbookURLs(t, monitoringDir, base, len(rules))
 
-// TestRunbookBaseIsOneSetting changes the base in a copy of
-// deploy/monitoring and checks that every rendered runbook_url follows it.
-func TestRunbookBaseIsOneSetting(t *testing.T) {
+	// The base is one setting: change it in a copy of deploy/monitoring.
 	dir := t.TempDir()
+	const other = "https://wiki.example.com/ops/bluetape-gateway"
 	entries, err := os.ReadDir(monitoringDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		f := e.Name()
-		data, err := os.ReadFile(filepath.Join(monitoringDir, f))
+		data, err := os.ReadFile(filepath.Join(monitoringDir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f == "kustomization.yaml" {
-			data = bytes.Replace(data, []byte("base="+runbookBase(t)), []byte("base=https://wiki.example.com/ops/bluetape-gateway"), 1)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+		data = bytes.Replace(data, []byte("base="+base), []byte("base="+other), 1)
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	objs, err := manifest.Render(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, o := range objs {
-		if pr, ok := o.Value.(*monitoringv1.PrometheusRule); ok {
-			for _, g := range pr.Spec.Groups {
-				for _, r := range g.Rules {
-					n++
-					if want := "https://wiki.example.com/ops/bluetape-gateway#" + githubAnchor("Alert: "+r.Alert); r.Annotations["runbook_url"] != want {
-						t.Errorf("%s: runbook_url %q; want %q", r.Alert, r.Annotations["runbook_url"], want)
-					}
-				}
-			}
-		}
-		if o.Kind == "ConfigMap" && o.Name == runbooksConfigMap {
-			t.Errorf("%s is rendered; it must stay local to kustomize", o)
-		}
-	}
-	if n == 0 {
-		t.Error("no rule rendered")
-	}
+	checkRenderedRunbookURLs(t, dir, other, len(rules))
 }
 
 // TestDashboardLinksIntoReadme checks that every link of the dashboard
@@ -409,13 +309,7 @@ func TestDashboardLinksIntoReadme(t *testing.T) {
 			URL string `json:"url"`
 		} `json:"links"`
 	}
-	data, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("reading %s: %v", dashboardFile, err)
-	}
+	readYAML(t, dashboardFile, &dash)
 	for _, l := range dash.Links {
 		if anchor, ok := strings.CutPrefix(l.URL, readmeURL+"#"); ok && !anchors[anchor] {
 			t.Errorf("%s: link %s: README.md has no heading with anchor %q", dashboardFile, l.URL, anchor)
@@ -536,97 +430,51 @@ func prometheusRuleFromRules(rules []byte) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// TestPrometheusRuleMatchesRulesFile keeps the PrometheusRule's groups equal
-// to rules.yml's, which promtool checks and unit-tests.
+// TestPrometheusRuleMatchesRulesFile keeps prometheusrule.yaml what the
+// generator makes of rules.yml, which promtool checks and unit-tests.
 func TestPrometheusRuleMatchesRulesFile(t *testing.T) {
 	rules, err := os.ReadFile(rulesFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *updatePrometheusRule {
-		out, err := prometheusRuleFromRules(rules)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(prometheusRuleFile, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pr, err := os.ReadFile(prometheusRuleFile)
+	want, err := prometheusRuleFromRules(rules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want struct {
-		Groups []any `json:"groups"`
-	}
-	if err := yaml.Unmarshal(rules, &want); err != nil {
-		t.Fatalf("reading %s: %v", rulesFile, err)
-	}
-	var got struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Spec       struct {
-			Groups []any `json:"groups"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(pr, &got); err != nil {
-		t.Fatalf("reading %s: %v", prometheusRuleFile, err)
-	}
-	if got.APIVersion != "monitoring.coreos.com/v1" || got.Kind != "PrometheusRule" {
-		t.Errorf("%s: got %s %s; want monitoring.coreos.com/v1 PrometheusRule", prometheusRuleFile, got.APIVersion, got.Kind)
-	}
-	for _, d := range groupDifferences(want.Groups, got.Spec.Groups) {
-		t.Errorf("%s differs from %s: %s (rerun with -update-prometheusrule)", prometheusRuleFile, rulesFile, d)
-	}
-}
-
-// groupDifferences compares two decoded lists of rule groups and names the
-// groups and rules that differ.
-func groupDifferences(want, got []any) []string {
-	if reflect.DeepEqual(want, got) {
-		return nil
-	}
-	if len(want) != len(got) {
-		return []string{fmt.Sprintf("%d groups; want %d", len(got), len(want))}
-	}
-	var diffs []string
-	for i := range want {
-		w, _ := want[i].(map[string]any)
-		g, _ := got[i].(map[string]any)
-		if reflect.DeepEqual(w, g) {
-			continue
-		}
-		wr, _ := w["rules"].([]any)
-		gr, _ := g["rules"].([]any)
-		if len(wr) != len(gr) {
-			diffs = append(diffs, fmt.Sprintf("group %v: %d rules; want %d", w["name"], len(gr), len(wr)))
-			continue
-		}
-		found := false
-		for j := range wr {
-			if !reflect.DeepEqual(wr[j], gr[j]) {
-				wj, _ := json.Marshal(wr[j])
-				gj, _ := json.Marshal(gr[j])
-				diffs = append(diffs, fmt.Sprintf("group %v rule %d: got %s; want %s", w["name"], j, gj, wj))
-				found = true
-			}
-		}
-		if !found {
-			diffs = append(diffs, fmt.Sprintf("group %v: settings differ", w["name"]))
+	if *updatePrometheusRule {
+		if err := os.WriteFile(prometheusRuleFile, want, 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	return diffs
+	got, err := os.ReadFile(prometheusRuleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+	for i := range max(len(gl), len(wl)) {
+		g, w := "", ""
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if g != w {
+			t.Fatalf("%s:%d differs from what %s generates: got %q; want %q (rerun with -update-prometheusrule)",
+				prometheusRuleFile, i+1, rulesFile, g, w)
+		}
+	}
 }
 
 // TestMonitoringKustomization renders deploy/monitoring as the base
 // includes it: one PrometheusRule and the dashboard ConfigMap, with a fixed
 // name and the label the Grafana sidecar looks for.
 func TestMonitoringKustomization(t *testing.T) {
-	objs, err := manifest.Render(monitoringDir)
+	dashboard, err := os.ReadFile(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dashboard, err := os.ReadFile(dashboardFile)
+	objs, err := manifest.Render(monitoringDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -733,14 +581,8 @@ func walkDashboard(dash map[string]any, visit func(where string, obj map[string]
 
 func readDashboard(t *testing.T) map[string]any {
 	t.Helper()
-	data, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var dash map[string]any
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("reading %s: %v", dashboardFile, err)
-	}
+	readYAML(t, dashboardFile, &dash)
 	return dash
 }
 
@@ -901,10 +743,8 @@ func checkQuery(p parser.Parser, known map[string]bool, expr string) []string {
 func TestQueriesUseExportedMetrics(t *testing.T) {
 	known := exportedMetrics(t)
 	var qs []promQuery
-	for _, g := range readAlertRules(t) {
-		for _, r := range g.Rules {
-			qs = append(qs, promQuery{where: "rules.yml/" + r.Alert, expr: r.Expr})
-		}
+	for _, r := range readAlertRules(t) {
+		qs = append(qs, promQuery{where: "rules.yml/" + r.Alert, expr: r.Expr})
 	}
 	dqs := dashboardQueries(readDashboard(t))
 	if len(dqs) == 0 {

@@ -3,26 +3,26 @@ package check
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
-	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 
 	"github.com/bluetape/bluetape-gateway/config"
 	"github.com/bluetape/bluetape-gateway/deploy/check/manifest"
@@ -55,23 +55,11 @@ const (
 	// behind the kubernetes Service, as NetworkPolicies see it (after the
 	// Service's 443 is translated).
 	apiServerPort = 6443
-	minReplicas   = 2
 )
 
 // envRedisURLFile names the file holding the Redis URL, which may carry a
 // password.
 const envRedisURLFile = config.EnvRedisURLFile
-
-// redisPorts are the ports of the Redis URL forms the gateway accepts:
-// redis:// (6379), rediss:// (6380) and Sentinel (26379). With Redis
-// configured, egress must reach each.
-var redisPorts = []protoPort{{corev1.ProtocolTCP, 6379}, {corev1.ProtocolTCP, 6380}, {corev1.ProtocolTCP, 26379}}
-
-// clusterDNS is the pods' DNS: CoreDNS in kube-system, labelled k8s-app=kube-dns.
-var clusterDNS = networkingv1.NetworkPolicyPeer{
-	NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{namespaceNameLabel: "kube-system"}},
-	PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
-}
 
 // goRuntimeEnv are variables read by the Go runtime rather than by the
 // gateway's configuration; the manifests may set them too.
@@ -237,6 +225,18 @@ func forEachWorkload(r *rendered, f func(w workload) []string) []string {
 	return problems
 }
 
+// withPorts runs f on every gateway workload whose API and admin ports
+// resolve, and reports those that do not.
+func withPorts(r *rendered, f func(w workload, api, admin int32) []string) []string {
+	return forEachWorkload(r, func(w workload) []string {
+		api, admin, problems := w.ports()
+		if len(problems) > 0 {
+			return problems
+		}
+		return f(w, api, admin)
+	})
+}
+
 // ports returns the gateway's API and admin ports for w.
 func (w workload) ports() (api, admin int32, problems []string) {
 	api, err := w.envPort(config.EnvListenAddr, defaultListenAddr)
@@ -306,23 +306,13 @@ func checkNamespace(r *rendered) []string {
 		}
 	}
 	if len(namespaces) > 1 {
-		problems = append(problems, fmt.Sprintf("objects span namespaces %v; want one", slices.Sorted(mapKeys(namespaces))))
+		problems = append(problems, fmt.Sprintf("objects span namespaces %v; want one", slices.Sorted(maps.Keys(namespaces))))
 	}
 	return problems
 }
 
 // clusterScoped reports whether objects of kind have no namespace.
 func clusterScoped(kind string) bool { return kind == "Namespace" || kind == "ClusterRoleBinding" }
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
 
 // maxAppliedSize is the limit on an object's annotations, which client-side
 // "kubectl apply" fills with the whole object (last-applied-configuration).
@@ -351,11 +341,8 @@ func ptrString[T any](p *T) string {
 }
 
 func checkContainerPorts(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		api, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
+	return withPorts(r, func(w workload, api, admin int32) []string {
+		var problems []string
 		for _, want := range []struct {
 			name, env string
 			port      int32
@@ -379,11 +366,8 @@ func checkContainerPorts(r *rendered) []string {
 }
 
 func checkProbes(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		_, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
+	return withPorts(r, func(w workload, _, admin int32) []string {
+		var problems []string
 		for _, p := range []struct {
 			kind  string
 			probe *corev1.Probe
@@ -649,57 +633,31 @@ func checkShutdown(r *rendered) []string {
 	})
 }
 
+// podSecurity evaluates pod specs with Kubernetes' own Pod Security
+// Standards checks, as the PodSecurity admission controller does.
+var podSecurity = must(policy.NewEvaluator(policy.DefaultChecks(), nil))
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// checkSecurityContext holds every Deployment's pods to the restricted Pod
+// Security Standard: no host namespaces, privilege or escalation, every
+// capability dropped, non-root, RuntimeDefault seccomp, and more.
 func checkSecurityContext(r *rendered) []string {
 	var problems []string
+	restricted := api.LevelVersion{Level: api.LevelRestricted, Version: api.LatestVersion()}
 	for _, d := range typedObjects[*appsv1.Deployment](r.objects) {
-		spec := d.Spec.Template.Spec
-		obj := "Deployment/" + d.Name
-		if spec.HostNetwork || spec.HostPID || spec.HostIPC {
-			problems = append(problems, fmt.Sprintf("%s: uses a host namespace", obj))
-		}
-		pod := spec.SecurityContext
-		if pod == nil {
-			pod = &corev1.PodSecurityContext{}
-		}
-		all := append(slices.Clone(spec.InitContainers), spec.Containers...)
-		for _, c := range all {
-			what := fmt.Sprintf("%s container %q", obj, c.Name)
-			sc := c.SecurityContext
-			if sc == nil {
-				problems = append(problems, fmt.Sprintf("%s: no securityContext", what))
-				continue
-			}
-			if !orBool(sc.RunAsNonRoot, pod.RunAsNonRoot) {
-				problems = append(problems, fmt.Sprintf("%s: runAsNonRoot is not true", what))
-			}
-			seccomp := sc.SeccompProfile
-			if seccomp == nil {
-				seccomp = pod.SeccompProfile
-			}
-			if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
-				problems = append(problems, fmt.Sprintf("%s: seccompProfile is not RuntimeDefault", what))
-			}
-			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-				problems = append(problems, fmt.Sprintf("%s: allowPrivilegeEscalation is not false", what))
-			}
-			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-				problems = append(problems, fmt.Sprintf("%s: capabilities do not drop ALL", what))
-			} else if len(sc.Capabilities.Add) > 0 {
-				problems = append(problems, fmt.Sprintf("%s: adds capabilities %v", what, sc.Capabilities.Add))
-			}
+		res := policy.AggregateCheckResults(podSecurity.EvaluatePod(restricted, &d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec))
+		if !res.Allowed {
+			problems = append(problems, fmt.Sprintf("Deployment/%s: violates the restricted Pod Security Standard: %s", d.Name, res.ForbiddenDetail()))
 		}
 	}
 	return problems
 }
-
-// orBool returns the container's setting, else the pod's, else false.
-func orBool(container, pod *bool) bool {
-	if container != nil {
-		return *container
-	}
-	return pod != nil && *pod
-}
-
 func checkServiceAccount(r *rendered) []string {
 	var problems []string
 	accounts := typedObjects[*corev1.ServiceAccount](r.objects)
@@ -779,327 +737,6 @@ func checkTopologySpread(r *rendered) []string {
 	})
 }
 
-// servicePortTarget resolves a Service port to the container port it reaches.
-func servicePortTarget(w workload, sp corev1.ServicePort) (corev1.ContainerPort, bool) {
-	target := sp.TargetPort
-	if target.Type == intstr.Int && target.IntVal == 0 {
-		target = intstr.FromInt32(sp.Port)
-	}
-	return w.containerPort(target)
-}
-
-func checkService(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		api, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
-		for _, s := range typedObjects[*corev1.Service](r.objects) {
-			for _, want := range []struct {
-				name string
-				port int32
-			}{{apiPortName, api}, {adminPortName, admin}} {
-				i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == want.name })
-				if i < 0 {
-					problems = append(problems, fmt.Sprintf("Service/%s: no port named %q", s.Name, want.name))
-					continue
-				}
-				sp := s.Spec.Ports[i]
-				cp, ok := servicePortTarget(w, sp)
-				switch {
-				case !ok:
-					problems = append(problems, fmt.Sprintf("Service/%s: port %q targets %s, not a port of %s", s.Name, sp.Name, sp.TargetPort.String(), w))
-				case cp.ContainerPort != want.port:
-					problems = append(problems, fmt.Sprintf("Service/%s: port %q reaches container port %d; want %d", s.Name, sp.Name, cp.ContainerPort, want.port))
-				}
-				if sp.Port != want.port {
-					problems = append(problems, fmt.Sprintf("Service/%s: port %q is %d; want %d", s.Name, sp.Name, sp.Port, want.port))
-				}
-			}
-			if t := s.Spec.Type; t != "" && t != corev1.ServiceTypeClusterIP {
-				problems = append(problems, fmt.Sprintf("Service/%s: type %s exposes the admin port outside the cluster; want ClusterIP", s.Name, t))
-			}
-		}
-		return problems
-	})
-}
-
-func checkIngress(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		api, _, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
-		services := typedObjects[*corev1.Service](r.objects)
-		for _, ing := range typedObjects[*networkingv1.Ingress](r.objects) {
-			obj := "Ingress/" + ing.Name
-			var backends []*networkingv1.IngressBackend
-			if ing.Spec.DefaultBackend != nil {
-				backends = append(backends, ing.Spec.DefaultBackend)
-			}
-			for _, rule := range ing.Spec.Rules {
-				if rule.HTTP == nil {
-					continue
-				}
-				for _, p := range rule.HTTP.Paths {
-					backends = append(backends, &p.Backend)
-				}
-			}
-			if len(backends) == 0 {
-				problems = append(problems, fmt.Sprintf("%s: no backends", obj))
-			}
-			for _, b := range backends {
-				if b.Service == nil {
-					problems = append(problems, fmt.Sprintf("%s: a backend is not a Service", obj))
-					continue
-				}
-				i := slices.IndexFunc(services, func(s *corev1.Service) bool { return s.Name == b.Service.Name })
-				if i < 0 {
-					problems = append(problems, fmt.Sprintf("%s: backend Service %q is not rendered", obj, b.Service.Name))
-					continue
-				}
-				s := services[i]
-				j := slices.IndexFunc(s.Spec.Ports, func(sp corev1.ServicePort) bool {
-					if b.Service.Port.Name != "" {
-						return sp.Name == b.Service.Port.Name
-					}
-					return sp.Port == b.Service.Port.Number
-				})
-				if j < 0 {
-					problems = append(problems, fmt.Sprintf("%s: backend port %s/%s is not a port of the Service", obj, b.Service.Name, backendPort(b)))
-					continue
-				}
-				cp, ok := servicePortTarget(w, s.Spec.Ports[j])
-				if !ok || cp.ContainerPort != api {
-					problems = append(problems, fmt.Sprintf("%s: backend %s/%s does not reach the API port %d; only the API may be published",
-						obj, b.Service.Name, backendPort(b), api))
-				}
-			}
-		}
-		return problems
-	})
-}
-
-func backendPort(b *networkingv1.IngressBackend) string {
-	if b.Service.Port.Name != "" {
-		return b.Service.Port.Name
-	}
-	return strconv.Itoa(int(b.Service.Port.Number))
-}
-
-// protoPort is a NetworkPolicy port after resolving names.
-type protoPort struct {
-	proto corev1.Protocol
-	port  int32
-}
-
-func (p protoPort) String() string { return fmt.Sprintf("%d/%s", p.port, p.proto) }
-
-// policyPorts resolves a rule's ports against the container's named ports.
-func policyPorts(w workload, ports []networkingv1.NetworkPolicyPort) ([]protoPort, []string) {
-	var out []protoPort
-	var problems []string
-	for _, p := range ports {
-		proto := corev1.ProtocolTCP
-		if p.Protocol != nil {
-			proto = *p.Protocol
-		}
-		switch {
-		case p.Port == nil:
-			problems = append(problems, fmt.Sprintf("a %s port entry without a port allows every port", proto))
-			continue
-		case p.EndPort != nil:
-			problems = append(problems, fmt.Sprintf("port range %s-%d", p.Port.String(), *p.EndPort))
-			continue
-		}
-		n := p.Port.IntVal
-		if p.Port.Type == intstr.String {
-			cp, ok := w.containerPort(*p.Port)
-			if !ok {
-				problems = append(problems, fmt.Sprintf("port %q is not a container port", p.Port.StrVal))
-				continue
-			}
-			n = cp.ContainerPort
-		}
-		out = append(out, protoPort{proto, n})
-	}
-	return out, problems
-}
-
-func checkNetworkPolicy(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		api, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
-		policies := typedObjects[*networkingv1.NetworkPolicy](r.objects)
-		if len(policies) == 0 {
-			return []string{fmt.Sprintf("%s: no NetworkPolicy", w)}
-		}
-		if base, err := w.envValue(config.EnvBaseURL, defaultBaseURL); err == nil {
-			u, err := url.Parse(base)
-			if err != nil || u.Scheme != "https" || u.Port() != "" && u.Port() != "443" {
-				problems = append(problems, fmt.Sprintf("%s: %s=%q: egress allows HTTPS on 443 only", w, config.EnvBaseURL, base))
-			}
-		}
-		for _, np := range policies {
-			obj := "NetworkPolicy/" + np.Name
-			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) ||
-				!slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
-				problems = append(problems, fmt.Sprintf("%s: policyTypes %v; want Ingress and Egress", obj, np.Spec.PolicyTypes))
-			}
-			problems = append(problems, checkPolicyIngress(r, w, obj, np.Spec.Ingress, api, admin)...)
-			problems = append(problems, checkPolicyEgress(w, obj, np.Spec.Egress)...)
-		}
-		return problems
-	})
-}
-
-// checkPolicyIngress checks that the API port is open to labelled client
-// namespaces and to the controller of every Ingress's class, and the admin
-// port to the monitoring namespace only.
-func checkPolicyIngress(r *rendered, w workload, obj string, rules []networkingv1.NetworkPolicyIngressRule, api, admin int32) []string {
-	var problems []string
-	var apiAllowed, adminAllowed bool
-	var apiClasses []string
-	for i, rule := range rules {
-		what := fmt.Sprintf("%s ingress rule %d", obj, i)
-		ports, msgs := policyPorts(w, rule.Ports)
-		for _, m := range msgs {
-			problems = append(problems, what+": "+m)
-		}
-		if len(rule.Ports) == 0 {
-			problems = append(problems, what+": no ports: allows every port")
-		}
-		if len(rule.From) == 0 {
-			problems = append(problems, what+": no from: allows every source")
-		}
-		toAPI, toAdmin := false, false
-		for _, p := range ports {
-			switch {
-			case p.port == api && p.proto == corev1.ProtocolTCP:
-				apiAllowed, toAPI = true, true
-			case p.port == admin && p.proto == corev1.ProtocolTCP:
-				adminAllowed, toAdmin = true, true
-			default:
-				problems = append(problems, fmt.Sprintf("%s: port %s is neither the API nor the admin port", what, p))
-			}
-		}
-		for _, peer := range rule.From {
-			ns := peer.NamespaceSelector
-			switch {
-			case peer.IPBlock != nil:
-				problems = append(problems, what+": ipBlock peer; allow namespaces by label")
-			case ns == nil:
-				problems = append(problems, what+": peer without namespaceSelector; allow namespaces by label")
-			case len(ns.MatchLabels) == 0 && len(ns.MatchExpressions) == 0:
-				problems = append(problems, what+": empty namespaceSelector allows every namespace")
-			case toAdmin && ns.MatchLabels[namespaceNameLabel] != monitoringNamespace:
-				problems = append(problems, fmt.Sprintf("%s: admin port open to %s; want the %s namespace only",
-					what, metav1.FormatLabelSelector(ns), monitoringNamespace))
-			case toAPI && ns.MatchLabels[ingressClassLabel] != "":
-				apiClasses = append(apiClasses, ns.MatchLabels[ingressClassLabel])
-			}
-		}
-	}
-	if !apiAllowed {
-		problems = append(problems, fmt.Sprintf("%s: no ingress to the API port %d", obj, api))
-	}
-	if !adminAllowed {
-		problems = append(problems, fmt.Sprintf("%s: no ingress to the admin port %d: Prometheus cannot scrape", obj, admin))
-	}
-	for _, ing := range typedObjects[*networkingv1.Ingress](r.objects) {
-		class := ptrString(ing.Spec.IngressClassName)
-		if !slices.Contains(apiClasses, class) {
-			problems = append(problems, fmt.Sprintf("%s: API port not open to the namespace labelled %s=%s, the controller of Ingress/%s's class (open to classes %q)",
-				obj, ingressClassLabel, class, ing.Name, apiClasses))
-		}
-	}
-	return problems
-}
-
-// checkPolicyEgress checks that egress is DNS to the cluster DNS, HTTPS to
-// addresses outside the cluster, and with Redis the ports of its URL forms.
-func checkPolicyEgress(w workload, obj string, rules []networkingv1.NetworkPolicyEgressRule) []string {
-	dns := []protoPort{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}}
-	https := protoPort{corev1.ProtocolTCP, 443}
-	required := append(slices.Clone(dns), https)
-	if w.redisConfigured() {
-		required = append(required, redisPorts...)
-	}
-	if _, ok := w.env[config.EnvJWTIssuer]; ok {
-		// The API server behind the kubernetes Service, for the keys
-		// that verify callers' tokens.
-		required = append(required, protoPort{corev1.ProtocolTCP, apiServerPort})
-	}
-	var problems, inCluster []string
-	var egress []protoPort
-	for i, rule := range rules {
-		what := fmt.Sprintf("%s egress rule %d", obj, i)
-		ports, msgs := policyPorts(w, rule.Ports)
-		for _, m := range msgs {
-			problems = append(problems, what+": "+m)
-		}
-		if len(rule.Ports) == 0 {
-			problems = append(problems, what+": no ports: allows every port")
-		}
-		for _, p := range ports {
-			switch {
-			case !slices.Contains(required, p):
-				problems = append(problems, fmt.Sprintf("%s: port %s; egress is DNS, HTTPS, (with an issuer) %d and (with Redis) %v only", what, p, apiServerPort, redisPorts))
-			case slices.Contains(dns, p) && (len(rule.To) == 0 || slices.ContainsFunc(rule.To, notClusterDNS)):
-				problems = append(problems, fmt.Sprintf("%s: DNS (%s) open beyond the cluster DNS (kube-system pods labelled k8s-app=kube-dns)", what, p))
-			case p == https:
-				inCluster = append(inCluster, httpsInCluster(what, rule.To)...)
-			}
-		}
-		egress = append(egress, ports...)
-	}
-	problems = append(problems, inCluster...)
-	for _, p := range required {
-		if !slices.Contains(egress, p) {
-			problems = append(problems, fmt.Sprintf("%s: no egress to %s", obj, p))
-		}
-	}
-	return problems
-}
-
-func notClusterDNS(peer networkingv1.NetworkPolicyPeer) bool {
-	return !reflect.DeepEqual(peer, clusterDNS)
-}
-
-// privateRanges are the address ranges of pods, Services and the API
-// server's ClusterIP in common clusters; HTTPS egress must exclude them.
-var privateRanges = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
-
-// httpsInCluster returns a problem for each way the peers of an HTTPS egress
-// rule reach into the cluster: no peers at all, a selector peer, or an
-// IPv4 block that keeps a private range.
-func httpsInCluster(what string, to []networkingv1.NetworkPolicyPeer) []string {
-	if len(to) == 0 {
-		return []string{what + ": HTTPS open to every address, the Kubernetes API server included; allow ipBlocks outside the private ranges"}
-	}
-	var problems []string
-	for _, peer := range to {
-		if peer.IPBlock == nil {
-			problems = append(problems, fmt.Sprintf("%s: HTTPS open to pods by selector; BlueTape is outside the cluster", what))
-			continue
-		}
-		_, block, err := net.ParseCIDR(peer.IPBlock.CIDR)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: ipBlock %q: %v", what, peer.IPBlock.CIDR, err))
-			continue
-		}
-		for _, r := range privateRanges {
-			ip, _, _ := net.ParseCIDR(r)
-			if block.Contains(ip) && !slices.Contains(peer.IPBlock.Except, r) {
-				problems = append(problems, fmt.Sprintf("%s: ipBlock %s reaches the private range %s on 443; add it to except", what, peer.IPBlock.CIDR, r))
-			}
-		}
-	}
-	return problems
-}
-
 // replicaFloor is the fewest replicas the gateway may run with: the
 // autoscaler's minReplicas, else spec.replicas (both default to 1).
 func replicaFloor(r *rendered, w workload) int32 {
@@ -1139,58 +776,7 @@ func checkPodDisruptionBudget(r *rendered) []string {
 				if err == nil && n < 1 {
 					problems = append(problems, fmt.Sprintf("%s: minAvailable %s protects nothing", obj, p.Spec.MinAvailable.String()))
 				}
-			default:
-				problems = append(problems, obj+": neither maxUnavailable nor minAvailable")
-			}
-		}
-		return problems
-	})
-}
-
-func checkServiceMonitor(r *rendered) []string {
-	return forEachWorkload(r, func(w workload) []string {
-		_, admin, problems := w.ports()
-		if len(problems) > 0 {
-			return problems
-		}
-		services := typedObjects[*corev1.Service](r.objects)
-		for _, sm := range typedObjects[*monitoringv1.ServiceMonitor](r.objects) {
-			obj := "ServiceMonitor/" + sm.Name
-			if len(sm.Spec.Endpoints) == 0 {
-				problems = append(problems, obj+": no endpoints")
-			}
-			if !slices.ContainsFunc(services, func(s *corev1.Service) bool {
-				ok, err := selects(&sm.Spec.Selector, s.Labels)
-				return err == nil && ok
-			}) {
-				problems = append(problems, fmt.Sprintf("%s: selector %s matches no Service", obj, metav1.FormatLabelSelector(&sm.Spec.Selector)))
-			}
-			for _, ep := range sm.Spec.Endpoints {
-				if ep.Path != metricsPath {
-					problems = append(problems, fmt.Sprintf("%s: path %q; want %q", obj, ep.Path, metricsPath))
-				}
-				if ep.Port != adminPortName || ep.TargetPort != nil {
-					problems = append(problems, fmt.Sprintf("%s: port %q; want the Service port %q", obj, ep.Port, adminPortName))
-					continue
-				}
-				for _, s := range services {
-					if ok, err := selects(&sm.Spec.Selector, s.Labels); err != nil || !ok {
-						continue
-					}
-					i := slices.IndexFunc(s.Spec.Ports, func(sp corev1.ServicePort) bool { return sp.Name == ep.Port })
-					if i < 0 {
-						problems = append(problems, fmt.Sprintf("%s: Service/%s has no port %q", obj, s.Name, ep.Port))
-						continue
-					}
-					if cp, ok := servicePortTarget(w, s.Spec.Ports[i]); !ok || cp.ContainerPort != admin {
-						problems = append(problems, fmt.Sprintf("%s: Service/%s port %q does not reach the admin port %d", obj, s.Name, ep.Port, admin))
-					}
-				}
-			}
-			ns := sm.Spec.NamespaceSelector
-			if !ns.Any && len(ns.MatchNames) > 0 && !slices.Contains(ns.MatchNames, w.d.Namespace) {
-				problems = append(problems, fmt.Sprintf("%s: namespaceSelector %v excludes %s's namespace %q", obj, ns.MatchNames, w, w.d.Namespace))
-			}
+			} // kube-score (poddisruptionbudget-has-policy) reports neither set.
 		}
 		return problems
 	})

@@ -108,8 +108,7 @@ func TestBadConfigurationExits(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			env := append([]string{"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, tc.env...)
-			p := gatewaytest.Start(t, env, gateway.Path)
+			p := gateway.Run(t, tc.env)
 			err := p.Wait(t, 30*time.Second)
 			var exit *exec.ExitError
 			if err == nil || !errAs(err, &exit) || exit.ExitCode() == 0 {

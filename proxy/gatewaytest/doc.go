@@ -1,5 +1,6 @@
 // Package gatewaytest provides test support for the gateway's packages: a
-// settable clock, a log buffer safe for concurrent writes, bounded waits, a
+// settable clock, a log buffer safe for concurrent writes, bounded waits,
+// files written for a test, a
 // Secret volume laid out as the kubelet mounts one, and the gateway built
 // and run as a process on loopback ports.
 //

@@ -69,16 +69,26 @@ type Gateway struct {
 func (b *Binary) Start(t testing.TB, env []string, args ...string) *Gateway {
 	t.Helper()
 	for try := 1; ; try++ {
-		full := append([]string{"GATEWAY_LISTEN_ADDR=" + FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + FreeAddr(t)}, env...)
-		g := &Gateway{Process: Start(t, full, b.Path, args...)}
-		g.API = "http://" + lastValue(full, "GATEWAY_LISTEN_ADDR")
-		g.Admin = "http://" + lastValue(full, "GATEWAY_ADMIN_ADDR")
+		g := b.Run(t, env, args...)
 		if g.waitReady(t) {
 			return g
 		}
 		if try == 3 || !strings.Contains(g.Output(), "address already in use") {
 			t.Fatalf("the gateway exited at start (%v):\n%s", g.Err(), g.Output())
 		}
+	}
+}
+
+// Run runs the gateway with args and env as Start does, on two free
+// ports unless env sets the addresses, without waiting for it to be ready:
+// for a gateway expected to exit, or watched by the test from its start.
+func (b *Binary) Run(t testing.TB, env []string, args ...string) *Gateway {
+	t.Helper()
+	full := append([]string{"GATEWAY_LISTEN_ADDR=" + FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + FreeAddr(t)}, env...)
+	return &Gateway{
+		Process: Start(t, full, b.Path, args...),
+		API:     "http://" + lastValue(full, "GATEWAY_LISTEN_ADDR"),
+		Admin:   "http://" + lastValue(full, "GATEWAY_ADMIN_ADDR"),
 	}
 }
 

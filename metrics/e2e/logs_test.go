@@ -54,7 +54,7 @@ func TestBadConfigNeverPrintsSecrets(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			p := gateway.Run(t, tc.env)
+			p := gatewaytest.Built.Run(t, tc.env)
 			err := p.Wait(t, 10*time.Second)
 			if _, ok := err.(*exec.ExitError); !ok {
 				t.Fatalf("exit %v; want a non-zero exit\nstdout:\n%s\nstderr:\n%s", err, p.Stdout, p.Stderr)
@@ -109,7 +109,7 @@ func TestErrorPathsNeverLogSecrets(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 
-	gw := gateway.Start(t, []string{
+	gw := gatewaytest.Built.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + upstream.URL + "/genericBthubService",
 		"BLUETAPE_API_KEY=" + secretKey, "BLUETAPE_ACCOUNT_ID=" + secretAccount,
 		"GATEWAY_UPSTREAM_TIMEOUT=300ms", "GATEWAY_LOG_LEVEL=debug",
@@ -145,7 +145,7 @@ func TestErrorPathsNeverLogSecrets(t *testing.T) {
 func TestLogLevelWarn(t *testing.T) {
 	// At level warn the gateway does not log where it listens: give it
 	// the addresses.
-	gw := gateway.Start(t, []string{"GATEWAY_LOG_LEVEL=warn",
+	gw := gatewaytest.Built.Start(t, []string{"GATEWAY_LOG_LEVEL=warn",
 		"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, "-sandbox")
 	send(t, gw, []sent{
 		{method: "GET", path: "/customers/alice/signup", code: 200},

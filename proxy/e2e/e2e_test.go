@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,11 +13,6 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
-
-// gateway is the gateway binary, built once by TestMain.
-var gateway gatewaytest.Binary
-
-func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m)) }
 
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
@@ -95,7 +89,7 @@ func TestSecretFileRotation(t *testing.T) {
 	const key1, key2, account = "e2e-key-one-0b1c2d3e", "e2e-key-two-4f5a6b7c", "e2e-account-99"
 	up := newBluetape(t)
 	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": key1 + "\n", "account-id": account + "\n"})
-	g := gateway.Start(t, []string{
+	g := gatewaytest.Built.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + up.base(),
 		"BLUETAPE_API_KEY_FILE=" + vol.Path("api-key"),
 		"BLUETAPE_ACCOUNT_ID_FILE=" + vol.Path("account-id"),
@@ -173,7 +167,7 @@ func stopCleanly(t *testing.T, g *gatewaytest.Gateway) {
 func TestGracefulShutdown(t *testing.T) {
 	up := newBluetape(t)
 	const drain = 2 * time.Second
-	g := gateway.Start(t, up.env(
+	g := gatewaytest.Built.Start(t, up.env(
 		"GATEWAY_UPSTREAM_TIMEOUT=30s",
 		"GATEWAY_DRAIN_DELAY="+drain.String(),
 		"GATEWAY_SHUTDOWN_TIMEOUT=20s",
@@ -238,7 +232,7 @@ func TestGracefulShutdown(t *testing.T) {
 // drain delay.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	up := newBluetape(t)
-	g := gateway.Start(t, up.env("GATEWAY_DRAIN_DELAY=60s"))
+	g := gatewaytest.Built.Start(t, up.env("GATEWAY_DRAIN_DELAY=60s"))
 	g.Signal(t, syscall.SIGTERM)
 	gatewaytest.WaitFor(t, 5*time.Second, "readyz to fail", func() bool {
 		status, _ := get(g.Admin + "/readyz")

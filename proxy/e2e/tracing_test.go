@@ -40,7 +40,7 @@ func TestTracesExported(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 
-	g := gateway.Start(t, []string{
+	g := gatewaytest.Built.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + up.URL + "/genericBthubService",
 		"BLUETAPE_API_KEY=" + key,
 		"BLUETAPE_ACCOUNT_ID=" + account,

@@ -16,15 +16,21 @@ import (
 const mainPackage = "github.com/bluetape/bluetape-gateway"
 
 // Binary is the gateway command built for the process tests of one test
-// binary. Declare one at package level and build it from TestMain:
-//
-//	var gateway gatewaytest.Binary
-//
-//	func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m)) }
+// binary: Built, by Main.
 type Binary struct {
 	// Path is where the binary is; empty until BuildAndRun has built it.
 	Path string
 }
+
+// Built is the gateway built by Main for the tests of this test binary.
+var Built Binary
+
+// Main builds the gateway into Built with go build and flags, runs the
+// tests of m and exits, as BuildAndRun describes. A package whose tests
+// run the gateway calls it from TestMain:
+//
+//	func TestMain(m *testing.M) { gatewaytest.Main(m) }
+func Main(m *testing.M, flags ...string) { os.Exit(Built.BuildAndRun(m, flags...)) }
 
 // BuildAndRun builds the gateway with go build and flags (for example
 // "-race") into a new temporary directory, runs the tests of m, removes

@@ -29,11 +29,13 @@ func get(url string) (int, string) {
 }
 
 // bluetape is a fake BlueTape: it answers ids with a signup URL, holds ids
-// starting with "held" until released, and records the keys it receives.
+// starting with "held" until released, and records the keys and the
+// trace context it receives.
 type bluetape struct {
 	*httptest.Server
 	mu          sync.Mutex
 	keys        map[string]int
+	traces      []traceContext
 	held        chan string
 	release     chan struct{}
 	releaseOnce sync.Once
@@ -47,6 +49,7 @@ func newBluetape(t *testing.T) *bluetape {
 		for _, k := range r.Header.Values("X-Bluetape-Key") {
 			b.keys[k]++
 		}
+		b.traces = append(b.traces, traceContext{r.Header.Get("Traceparent"), r.Header.Get("Tracestate")})
 		b.mu.Unlock()
 		if strings.HasPrefix(id, "held") {
 			b.held <- id
@@ -72,6 +75,16 @@ func (b *bluetape) seen(key string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.keys[key]
+}
+
+// traceContext is the W3C trace context of one request to the fake.
+type traceContext struct{ parent, state string }
+
+// received returns the trace context of each request received so far.
+func (b *bluetape) received() []traceContext {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]traceContext(nil), b.traces...)
 }
 
 func (b *bluetape) base() string { return b.URL + "/genericBthubService" }
@@ -138,7 +151,7 @@ func TestSecretFileRotation(t *testing.T) {
 		t.Errorf("readyz %d after a failed reload; want 200", status)
 	}
 	wantNotShown(t, g, metrics, key1, key2, account)
-	stopCleanly(t, g)
+	g.Stop(t)
 }
 
 // wantNotShown fails the test if one of secrets appears in g's output or
@@ -149,15 +162,6 @@ func wantNotShown(t *testing.T, g *gatewaytest.Gateway, metrics string, secrets 
 		if strings.Contains(g.Output(), secret) || strings.Contains(metrics, secret) {
 			t.Errorf("a secret appears in the log or the metrics")
 		}
-	}
-}
-
-// stopCleanly sends g SIGTERM and wants it to exit with status 0.
-func stopCleanly(t *testing.T, g *gatewaytest.Gateway) {
-	t.Helper()
-	g.Signal(t, syscall.SIGTERM)
-	if err := g.Wait(t, 15*time.Second); err != nil {
-		t.Errorf("exit after SIGTERM: %v; want status 0", err)
 	}
 }
 

@@ -66,7 +66,7 @@ func TestAdminTokenFile(t *testing.T) {
 		t.Errorf("log lines for the failed reload %v; want one naming GATEWAY_ADMIN_TOKEN_FILE", lines)
 	}
 	wantNotShown(t, g, metrics, token1, token2, "two words")
-	stopCleanly(t, g)
+	g.Stop(t)
 }
 
 // Without GATEWAY_ADMIN_TOKEN_FILE the admin actions are not served.

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
@@ -136,13 +134,6 @@ func (g *gate) waitEntered(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the upstream received no request")
 	}
-}
-
-// foundAnswer answers 200 with the id's URL, as the fake upstream does by
-// default.
-func foundAnswer(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
 }
 
 // loadWaiters counts the goroutines blocked in load's wait for a shared
@@ -527,12 +518,10 @@ func TestCacheBoundThroughGateway(t *testing.T) {
 // upstream.
 func TestCacheEvictionOverAdmin(t *testing.T) {
 	tg := newTestGateway(t, nil)
-	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: tg.Registry, Ready: func() bool { return true },
-		Cache: tg.Gateway.cache, Token: adminToken, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	t.Cleanup(admin.Close)
+	admin := tg.startAdmin(t)
 	evict := func(id string) (*http.Response, string) {
 		t.Helper()
-		return httpDo(t, http.MethodDelete, admin.URL+"/cache/customers/"+id, "Authorization", "Bearer "+testAdminToken)
+		return httpDo(t, http.MethodDelete, admin+"/cache/customers/"+id, "Authorization", "Bearer "+testAdminToken)
 	}
 
 	resp, body := tg.get(t, "/customers/abc/signup")

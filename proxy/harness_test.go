@@ -50,10 +50,7 @@ type fakeUpstream struct {
 func newFakeUpstream(t testing.TB) *fakeUpstream {
 	t.Helper()
 	f := &fakeUpstream{}
-	f.handler = func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
-	}
+	f.handler = foundAnswer
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.calls.Add(1)
 		f.mu.Lock()
@@ -65,6 +62,13 @@ func newFakeUpstream(t testing.TB) *fakeUpstream {
 	}))
 	t.Cleanup(f.Close)
 	return f
+}
+
+// foundAnswer answers 200 with the id's URL, as the fake upstream does by
+// default.
+func foundAnswer(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
 }
 
 // lastSegment returns the id of /.../customer/{id}/signup.
@@ -190,6 +194,17 @@ func newTestGateway(t testing.TB, edit func(*testOptions), cacheOpts ...cache.Op
 		o.Upstream.CloseIdleConnections()
 	})
 	return &testGateway{Gateway: g, URL: srv.URL, Upstream: up, Registry: reg, Cache: c, Clock: clock, Logs: logs}
+}
+
+// startAdmin serves tg's admin handler, as main builds it: over the cache
+// tg answers from, with tg's logger and the token testAdminToken. It
+// returns the admin listener's base URL.
+func (tg *testGateway) startAdmin(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(Admin(AdminOptions{Gatherer: tg.Registry, Ready: func() bool { return true },
+		Cache: tg.Gateway.cache, Token: adminToken, Logger: tg.Gateway.log}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // get requests path from the gateway with the given header pairs.

@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
@@ -76,26 +72,19 @@ func sharedFleet(t *testing.T, n int, edit func(*testOptions)) (*redistest.Serve
 	return srv, up, gws
 }
 
-func sharedWantCache(t *testing.T, resp *http.Response, body, want string) {
-	t.Helper()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") != want {
-		t.Fatalf("got %d X-Cache %q (%s); want 200 %s", resp.StatusCode, resp.Header.Get("X-Cache"), body, want)
-	}
-}
-
 func TestSharedCacheMissOnOneHitOnAnother(t *testing.T) {
 	_, up, gws := sharedFleet(t, 2, nil)
 	a, b := gws[0], gws[1]
 
 	resp, body := a.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "MISS")
+	wantAnswer(t, resp, body, "c1", "MISS")
 	resp, body2 := b.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body2, "HIT")
+	wantAnswer(t, resp, body2, "c1", "HIT")
 	if body2 != body {
 		t.Errorf("HIT body %s; want %s", body2, body)
 	}
 	resp, body = b.get(t, "/customers/c1/signup") // now from b's first level
-	sharedWantCache(t, resp, body, "HIT")
+	wantAnswer(t, resp, body, "c1", "HIT")
 	if n := up.calls.Load(); n != 1 {
 		t.Errorf("upstream called %d times; want 1", n)
 	}
@@ -119,21 +108,17 @@ func TestSharedColdIDOneUpstreamCall(t *testing.T) {
 	release := make(chan struct{})
 	up.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		<-release
-		io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=cold"}`)
+		foundAnswer(w, r)
 	})
 
 	statuses := make(chan int, len(gws))
 	for _, g := range gws {
 		go func() {
-			resp, err := http.Get(g.URL + "/customers/cold/signup")
+			status, err := sharedGetStatus(g.URL + "/customers/cold/signup")
 			if err != nil {
 				t.Error(err)
-				statuses <- 0
-				return
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			statuses <- resp.StatusCode
+			statuses <- status
 		}()
 	}
 	gatewaytest.WaitFor(t, 10*time.Second, "every replica is serving the request and one reached the upstream", func() bool {
@@ -230,7 +215,7 @@ func TestSharedRedisOutageUnderTraffic(t *testing.T) {
 	srv.Stop()
 	before := served.Load()
 	gatewaytest.WaitFor(t, 10*time.Second, "both replicas count Redis errors while serving", func() bool {
-		return sharedRedisErrors(t, a.Registry) > 0 && sharedRedisErrors(t, b.Registry) > 0 &&
+		return metricSum(t, a.Registry, metrics.RedisErrorsTotal) > 0 && metricSum(t, b.Registry, metrics.RedisErrorsTotal) > 0 &&
 			served.Load() > before+100
 	})
 
@@ -269,7 +254,7 @@ func TestSharedLockHolderDeath(t *testing.T) {
 
 	start := time.Now()
 	resp, body := gws[0].get(t, "/customers/orphan/signup")
-	sharedWantCache(t, resp, body, "MISS")
+	wantAnswer(t, resp, body, "orphan", "MISS")
 	if d := time.Since(start); d < ttl/2 {
 		t.Errorf("answered after %v; want a wait for the lock's expiry (%v)", d, ttl)
 	}
@@ -294,7 +279,7 @@ func TestSharedLockHolderDeathLeavesTimeToFetch(t *testing.T) {
 	dead.store.Close()
 
 	resp, body := g.get(t, "/customers/orphan/signup")
-	sharedWantCache(t, resp, body, "MISS")
+	wantAnswer(t, resp, body, "orphan", "MISS")
 	if n := up.calls.Load(); n != 1 {
 		t.Errorf("upstream called %d times; want 1", n)
 	}
@@ -306,20 +291,11 @@ func TestSharedEvictionReachesOtherGateway(t *testing.T) {
 	_, up, gws := sharedFleet(t, 2, nil)
 	a, b := gws[0], gws[1]
 	resp, body := a.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "MISS")
+	wantAnswer(t, resp, body, "c1", "MISS")
 	resp, body = b.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "HIT")
+	wantAnswer(t, resp, body, "c1", "HIT")
 
-	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: a.Registry, Ready: func() bool { return true },
-		Cache: a.store.Cache(), Token: adminToken, Logger: slog.New(slog.NewJSONHandler(a.Logs, nil))}))
-	t.Cleanup(admin.Close)
-	req, _ := http.NewRequest(http.MethodDelete, admin.URL+"/cache/customers/c1", nil)
-	req.Header.Set("Authorization", "Bearer "+testAdminToken)
-	dresp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dresp.Body.Close()
+	dresp, _ := httpDo(t, http.MethodDelete, a.startAdmin(t)+"/cache/customers/c1", "Authorization", "Bearer "+testAdminToken)
 	if dresp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %d; want 204", dresp.StatusCode)
 	}
@@ -328,9 +304,9 @@ func TestSharedEvictionReachesOtherGateway(t *testing.T) {
 		return state == cache.Miss
 	})
 	resp, body = b.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "MISS")
+	wantAnswer(t, resp, body, "c1", "MISS")
 	resp, body = a.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "HIT")
+	wantAnswer(t, resp, body, "c1", "HIT")
 	if n := up.calls.Load(); n != 2 {
 		t.Errorf("upstream called %d times; want 2", n)
 	}
@@ -346,13 +322,15 @@ func TestSharedRedisDownAtStart(t *testing.T) {
 	})
 	for _, want := range []string{"MISS", "HIT"} {
 		resp, body := g.get(t, "/customers/c1/signup")
-		sharedWantCache(t, resp, body, want)
+		wantAnswer(t, resp, body, "c1", want)
 	}
-	if sharedRedisErrors(t, g.Registry) == 0 {
+	if metricSum(t, g.Registry, metrics.RedisErrorsTotal) == 0 {
 		t.Error("redis_errors_total is 0")
 	}
 }
 
+// sharedGetStatus requests url and returns the status, the body read to
+// its end; it does not fail the test, so that any goroutine can call it.
 func sharedGetStatus(url string) (int, error) {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -361,18 +339,4 @@ func sharedGetStatus(url string) (int, error) {
 	defer resp.Body.Close()
 	_, err = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, err
-}
-
-func sharedRedisErrors(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == metrics.RedisErrorsTotal {
-			return f.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -166,9 +165,7 @@ func TestSoak(t *testing.T) {
 		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	tg.Upstream.setHandler(up.ServeHTTP)
-	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: tg.Registry, Ready: func() bool { return true },
-		Cache: LocalCache(tg.Cache), Token: adminToken, Logger: tg.log}))
-	t.Cleanup(admin.Close)
+	admin := tg.startAdmin(t)
 
 	ids := make([]string, 0, 320)
 	for i := range 300 {
@@ -245,7 +242,7 @@ func TestSoak(t *testing.T) {
 		{at(0.5), "purge", func() {
 			tg.Cache.Purge()
 			for _, id := range ids[:20] {
-				req, _ := http.NewRequest(http.MethodDelete, admin.URL+"/cache/customers/"+id, nil)
+				req, _ := http.NewRequest(http.MethodDelete, admin+"/cache/customers/"+id, nil)
 				req.Header.Set("Authorization", "Bearer "+testAdminToken)
 				if resp, err := http.DefaultClient.Do(req); err != nil {
 					t.Errorf("admin DELETE: %v", err)

@@ -218,6 +218,26 @@ func (tg *testGateway) do(t testing.TB, method, path string, header ...string) (
 	return httpDo(t, method, tg.URL+path, header...)
 }
 
+// getStatus is a GET safe to call from any goroutine: it reports an error
+// instead of failing the test. It returns the status once the body is
+// read to its end.
+func getStatus(url string, header ...string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
+}
+
 // httpDo sends a request with the given header pairs and returns the
 // answer with its body read.
 func httpDo(t testing.TB, method, url string, header ...string) (*http.Response, string) {

@@ -143,7 +143,7 @@ func BenchmarkHotPathAuthenticated(b *testing.B) {
 				o.Logger = slog.New(logs)
 				bc.edit(o)
 			})
-			if resp, _ := tg.get(b, "/customers/hot/signup", bearer(bc.token)...); resp.StatusCode != 200 {
+			if resp, _ := tg.get(b, "/customers/hot/signup", gatewaytest.Bearer(bc.token)...); resp.StatusCode != 200 {
 				b.Fatalf("warming: status %d", resp.StatusCode)
 			}
 			h := tg.Handler()

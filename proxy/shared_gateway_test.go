@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -114,7 +113,7 @@ func TestSharedColdIDOneUpstreamCall(t *testing.T) {
 	statuses := make(chan int, len(gws))
 	for _, g := range gws {
 		go func() {
-			status, err := sharedGetStatus(g.URL + "/customers/cold/signup")
+			status, err := getStatus(g.URL + "/customers/cold/signup")
 			if err != nil {
 				t.Error(err)
 			}
@@ -193,7 +192,7 @@ func TestSharedRedisOutageUnderTraffic(t *testing.T) {
 				if i%2 == 1 {
 					id = fmt.Sprintf("w%d-%d", w, i)
 				}
-				status, err := sharedGetStatus(g.URL + "/customers/" + id + "/signup")
+				status, err := getStatus(g.URL + "/customers/" + id + "/signup")
 				if err != nil || status != http.StatusOK {
 					failed.Add(1)
 					t.Errorf("during the outage: %d, %v", status, err)
@@ -327,16 +326,4 @@ func TestSharedRedisDownAtStart(t *testing.T) {
 	if metricSum(t, g.Registry, metrics.RedisErrorsTotal) == 0 {
 		t.Error("redis_errors_total is 0")
 	}
-}
-
-// sharedGetStatus requests url and returns the status, the body read to
-// its end; it does not fail the test, so that any goroutine can call it.
-func sharedGetStatus(url string) (int, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, err
 }

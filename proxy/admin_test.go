@@ -65,7 +65,7 @@ func assertOpen(t *testing.T, admin string) {
 // it, and a rotated token in force at once.
 func TestAdminActionsRequireTheToken(t *testing.T) {
 	var token atomic.Pointer[string]
-	token.Store(ptr(testAdminToken))
+	token.Store(new(testAdminToken))
 	admin, c := newTestAdmin(t, func() string { return *token.Load() })
 	c.SetFound("abc", []byte(`{}`))
 
@@ -105,7 +105,7 @@ func TestAdminActionsRequireTheToken(t *testing.T) {
 	assertOpen(t, admin)
 
 	const rotated = "admin-token-rotated-0f1e2d3c4b5a"
-	token.Store(ptr(rotated))
+	token.Store(new(rotated))
 	if resp, _ := httpDo(t, http.MethodGet, admin+"/debug/pprof/", auth...); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the rotated-out token: %d; want 401", resp.StatusCode)
 	}
@@ -113,5 +113,3 @@ func TestAdminActionsRequireTheToken(t *testing.T) {
 		t.Errorf("the rotated token: %d %s; want 200", resp.StatusCode, body)
 	}
 }
-
-func ptrTo[T any](v T) *T { return &v }

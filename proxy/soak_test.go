@@ -151,7 +151,7 @@ func TestSoak(t *testing.T) {
 	}
 	const oldKey, newKey = "soak-key-old-a1b2", "soak-key-new-c3d4"
 	var key atomic.Pointer[string]
-	key.Store(ptr(oldKey))
+	key.Store(new(oldKey))
 
 	up := &soakUpstream{}
 	up.accept(oldKey)
@@ -238,7 +238,7 @@ func TestSoak(t *testing.T) {
 		do   func()
 	}{
 		{at(0.2), "expire", func() { tg.Clock.Advance(16 * time.Minute) }},
-		{at(0.3), "rotate", func() { up.accept(oldKey, newKey); key.Store(ptr(newKey)) }},
+		{at(0.3), "rotate", func() { up.accept(oldKey, newKey); key.Store(new(newKey)) }},
 		{at(0.5), "purge", func() {
 			tg.Cache.Purge()
 			for _, id := range ids[:20] {
@@ -315,5 +315,3 @@ func TestSoak(t *testing.T) {
 		t.Errorf("heap in use grew by %d bytes over the soak", grown)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -71,6 +71,18 @@ func foundAnswer(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
 }
 
+// answerWith answers every request with status and the JSON body.
+func answerWith(status int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+// notFoundBody is BlueTape's answer for an unknown customer.
+const notFoundBody = `{"code": "404", "reason": "Customer not found."}`
+
 // lastSegment returns the id of /.../customer/{id}/signup.
 func lastSegment(p string) string {
 	const suffix = "/signup"
@@ -92,11 +104,7 @@ func (f *fakeUpstream) setHandler(h http.HandlerFunc) {
 
 // answer makes the fake answer every request with status and body.
 func (f *fakeUpstream) answer(status int, body string) {
-	f.setHandler(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	})
+	f.setHandler(answerWith(status, body))
 }
 
 func (f *fakeUpstream) requests() []upstreamCall {

@@ -26,7 +26,7 @@ func TestMaxInFlightRefusesOverCap(t *testing.T) {
 		case <-r.Context().Done():
 			return
 		}
-		okAnswer(w, r)
+		foundAnswer(w, r)
 	})
 	var wg sync.WaitGroup
 	statuses := make([]int, 2)
@@ -129,7 +129,7 @@ func TestAbandonedConnectionsLeaveNothingBehind(t *testing.T) {
 		case <-r.Context().Done():
 			return
 		}
-		okAnswer(w, r)
+		foundAnswer(w, r)
 	})
 	if resp, _ := tg.get(t, "/customers/warm/signup"); resp.StatusCode != 200 {
 		t.Fatalf("warm-up status %d", resp.StatusCode)

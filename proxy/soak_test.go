@@ -37,7 +37,7 @@ func (s *soakUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id := lastSegment(r.URL.Path)
 	if strings.HasPrefix(id, "gone-") {
-		answerWith(404, `{"code": "404", "reason": "Customer not found."}`)(w, r)
+		answerWith(404, notFoundBody)(w, r)
 		return
 	}
 	switch p := rand.IntN(100); {
@@ -52,7 +52,7 @@ func (s *soakUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p < 20:
 		answerWith(200, []string{`<html>maintenance</html>`, `{"signUpUrl": 42}`, `{"signUpUrl": "ftp://x/"}`, `{`}[rand.IntN(4)])(w, r)
 	case p < 22:
-		answerWith(404, `{"code": "404", "reason": "Customer not found."}`)(w, r)
+		answerWith(404, notFoundBody)(w, r)
 	case p < 24:
 		w.Header().Set("Retry-After", "2")
 		answerWith(429, `{"code": "429", "reason": "Too many requests."}`)(w, r)
@@ -62,7 +62,7 @@ func (s *soakUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rand.IntN(10) == 0 {
 			time.Sleep(time.Duration(rand.IntN(50)) * time.Millisecond) // a slow, good answer
 		}
-		okAnswer(w, r)
+		foundAnswer(w, r)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/tracing"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing/otlptest"
 )
 
 const (
@@ -26,24 +27,11 @@ const (
 	bearerToken   = "trace-test-bearer-9d8c7b6a5f4e3d2c1b0a"
 )
 
-// setOTel sets every OTEL_ variable Setup reads for the test: env's
-// values, the others empty, whatever the machine's environment holds.
-func setOTel(t *testing.T, env map[string]string) {
-	for _, k := range []string{
-		"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
-		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
-		"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_HEADERS",
-	} {
-		t.Setenv(k, env[k])
-	}
-}
-
 // newTracer sets a tracer up from env, with an in-memory exporter that
 // gets every span the SDK records.
 func newTracer(t *testing.T, env map[string]string) (*tracing.Tracer, *tracetest.InMemoryExporter) {
 	t.Helper()
-	setOTel(t, env)
+	otlptest.SetEnv(t, env)
 	exp := tracetest.NewInMemoryExporter()
 	tr, shutdown, err := tracing.Setup(t.Context(), tracing.Options{Version: "test",
 		SpanProcessors: []sdktrace.SpanProcessor{sdktrace.NewSimpleSpanProcessor(exp)}})

@@ -181,14 +181,18 @@ type result struct {
 	err    error
 }
 
-// fetchAsync requests path with ctx and delivers the result on a channel.
-func fetchAsync(ctx context.Context, url string) <-chan result {
+// fetchAsync requests url with ctx and the given header pairs, and
+// delivers the result on a channel.
+func fetchAsync(ctx context.Context, url string, header ...string) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			ch <- result{err: err}
 			return
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -296,9 +296,9 @@ func TestWaitSpan(t *testing.T) {
 	g := newGate(t)
 	tg.Upstream.setHandler(g.hold(foundAnswer))
 	url := tg.URL + "/customers/waited/signup"
-	first := fetchAsyncWith(url, "Authorization", "Bearer "+bearerToken, "X-Request-Id", "leader")
+	first := fetchAsync(t.Context(), url, "Authorization", "Bearer "+bearerToken, "X-Request-Id", "leader")
 	g.waitEntered(t)
-	second := fetchAsyncWith(url, "Authorization", "Bearer "+bearerToken, "X-Request-Id", "waiter")
+	second := fetchAsync(t.Context(), url, "Authorization", "Bearer "+bearerToken, "X-Request-Id", "waiter")
 	gatewaytest.WaitFor(t, 10*time.Second, "both requests wait for the shared call", func() bool { return loadWaiters() == 2 })
 	g.release()
 	for _, ch := range []<-chan result{first, second} {
@@ -324,29 +324,6 @@ func TestWaitSpan(t *testing.T) {
 	if a := spansNamed(spans, "GET"); len(a) != 1 || a[0].Parent.SpanID().String() != leaderSpan {
 		t.Errorf("%d attempt spans; want 1 under the leader's server span", len(a))
 	}
-}
-
-// fetchAsyncWith is fetchAsync with header pairs.
-func fetchAsyncWith(url string, header ...string) <-chan result {
-	ch := make(chan result, 1)
-	go func() {
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		resp.Body.Close()
-		ch <- result{status: resp.StatusCode, xcache: resp.Header.Get("X-Cache")}
-	}()
-	return ch
 }
 
 // TestTraceExemplars: a sampled request's exemplars on both duration

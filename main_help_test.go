@@ -4,12 +4,14 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // TestHelp checks that -h lists the flags, says where the settings are
 // documented, and exits 0.
 func TestHelp(t *testing.T) {
-	out, err := exec.CommandContext(t.Context(), gateway.Path, "-h").CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), gatewaytest.Built.Path, "-h").CombinedOutput()
 	if err != nil {
 		t.Fatalf("gateway -h: %v\n%s", err, out)
 	}

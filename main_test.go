@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -16,10 +15,8 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
-// gateway is the binary built once for the process tests.
-var gateway gatewaytest.Binary
-
-func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m, "-race")) }
+// TestMain builds the gateway with the race detector for the process tests.
+func TestMain(m *testing.M) { gatewaytest.Main(m, "-race") }
 
 func get(t *testing.T, url string) (int, string, http.Header) {
 	t.Helper()
@@ -50,7 +47,7 @@ func TestProcessConfiguredByEnvironment(t *testing.T) {
 		io.WriteString(w, `{"code": "404", "reason": "Customer not found."}`)
 	}))
 	t.Cleanup(upstream.Close)
-	p := gateway.Start(t, []string{
+	p := gatewaytest.Built.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + upstream.URL + "/base",
 		"BLUETAPE_API_KEY=" + e2eKey,
 		"BLUETAPE_ACCOUNT_ID=acct-e2e",
@@ -80,7 +77,7 @@ func TestProcessConfiguredByEnvironment(t *testing.T) {
 
 // TestSandboxMode is the README's first command, as a newcomer runs it.
 func TestSandboxMode(t *testing.T) {
-	p := gateway.Start(t, nil, "-sandbox")
+	p := gatewaytest.Built.Start(t, nil, "-sandbox")
 	if code, body, _ := get(t, p.API+"/customers/dc506b22c7fa/signup"); code != 200 || !strings.Contains(body, `"signUpUrl":"https://www.bluetape.com/signup?id=`) {
 		t.Errorf("sandbox: %d %s", code, body)
 	}
@@ -108,8 +105,7 @@ func TestBadConfigurationExits(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			env := append([]string{"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, tc.env...)
-			p := gatewaytest.Start(t, env, gateway.Path)
+			p := gatewaytest.Built.Run(t, tc.env)
 			err := p.Wait(t, 30*time.Second)
 			var exit *exec.ExitError
 			if err == nil || !errAs(err, &exit) || exit.ExitCode() == 0 {
@@ -133,7 +129,7 @@ func errAs(err error, target **exec.ExitError) bool {
 }
 
 func TestVersionFlag(t *testing.T) {
-	out, err := exec.Command(gateway.Path, "-version").Output()
+	out, err := exec.Command(gatewaytest.Built.Path, "-version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "bluetape-gateway ") {
 		t.Fatalf("-version: %q, %v", out, err)
 	}
@@ -142,7 +138,7 @@ func TestVersionFlag(t *testing.T) {
 // TestSIGTERMExitsZero checks the plain lifecycle: ready, then a SIGTERM
 // turns readiness off and the process exits 0.
 func TestSIGTERMExitsZero(t *testing.T) {
-	p := gateway.Start(t, []string{"GATEWAY_DRAIN_DELAY=0s"}, "-sandbox")
+	p := gatewaytest.Built.Start(t, []string{"GATEWAY_DRAIN_DELAY=0s"}, "-sandbox")
 	if code, _, _ := get(t, p.Admin+"/readyz"); code != 200 {
 		t.Fatalf("readyz %d before SIGTERM", code)
 	}
@@ -188,7 +184,7 @@ func TestSandboxListensOnLoopback(t *testing.T) {
 		t.Logf("127.0.0.1:9090 is already taken: %v", err)
 	}
 	// Empty values leave the addresses unset.
-	p := gatewaytest.Start(t, []string{"GATEWAY_LISTEN_ADDR=", "GATEWAY_ADMIN_ADDR="}, gateway.Path, "-sandbox")
+	p := gatewaytest.Start(t, []string{"GATEWAY_LISTEN_ADDR=", "GATEWAY_ADMIN_ADDR="}, gatewaytest.Built.Path, "-sandbox")
 	var listening map[string]any
 	gatewaytest.WaitFor(t, 30*time.Second, "the sandbox to listen or exit", func() bool {
 		if lines := p.Stdout.Records("gateway listening"); len(lines) > 0 {
@@ -233,7 +229,7 @@ func TestSandboxListensOnLoopback(t *testing.T) {
 // outlives the signal: during the drain delay a new id still gets its
 // URL, and the process then exits 0.
 func TestSandboxAnswersThroughTheDrain(t *testing.T) {
-	p := gateway.Start(t, []string{"GATEWAY_DRAIN_DELAY=5s"}, "-sandbox")
+	p := gatewaytest.Built.Start(t, []string{"GATEWAY_DRAIN_DELAY=5s"}, "-sandbox")
 	if code, _, _ := get(t, p.API+"/customers/before-signal/signup"); code != 200 {
 		t.Fatalf("before the signal: %d", code)
 	}

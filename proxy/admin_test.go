@@ -32,23 +32,38 @@ func newTestAdmin(t *testing.T, token func() string) (string, *cache.Cache) {
 func TestAdminWithoutTokenServesNoActions(t *testing.T) {
 	admin, c := newTestAdmin(t, nil)
 	c.SetFound("abc", []byte(`{}`))
-	for _, r := range []struct{ method, path string }{
-		{http.MethodDelete, "/cache/customers/abc"},
-		{http.MethodGet, "/debug/pprof/"},
-		{http.MethodGet, "/debug/pprof/profile?seconds=1"},
-		{http.MethodGet, "/debug/pprof/heap"},
-	} {
-		for _, auth := range []string{"", "Bearer " + testAdminToken} {
-			resp, body := httpDo(t, r.method, admin+r.path, "Authorization", auth)
-			if resp.StatusCode != http.StatusNotFound {
-				t.Errorf("%s %s (Authorization %q): %d %s; want 404", r.method, r.path, auth, resp.StatusCode, body)
-			}
-		}
-	}
+	wantEachAdminAction(t, admin, []string{"", "Bearer " + testAdminToken}, http.StatusNotFound)
 	if c.Len() != 1 {
 		t.Error("the entry was evicted")
 	}
 	assertOpen(t, admin)
+}
+
+// adminActions are the requests the admin token guards; the DELETE is of
+// an entry the test has cached.
+var adminActions = []struct{ method, path string }{
+	{http.MethodDelete, "/cache/customers/abc"},
+	{http.MethodGet, "/debug/pprof/"},
+	{http.MethodGet, "/debug/pprof/profile?seconds=1"},
+	{http.MethodGet, "/debug/pprof/heap"},
+	{http.MethodGet, "/debug/pprof/symbol"},
+}
+
+// wantEachAdminAction sends each admin action with each Authorization
+// value of auths and fails the test unless each answers status, with a
+// WWW-Authenticate header when status is 401.
+func wantEachAdminAction(t *testing.T, admin string, auths []string, status int) {
+	t.Helper()
+	for _, r := range adminActions {
+		for _, auth := range auths {
+			resp, body := httpDo(t, r.method, admin+r.path, "Authorization", auth)
+			challenge := resp.Header.Get("WWW-Authenticate")
+			if resp.StatusCode != status || (status == http.StatusUnauthorized) != (challenge != "") {
+				t.Errorf("%s %s (Authorization %q): %d, WWW-Authenticate %q (%s); want %d",
+					r.method, r.path, auth, resp.StatusCode, challenge, body, status)
+			}
+		}
+	}
 }
 
 func assertOpen(t *testing.T, admin string) {
@@ -65,25 +80,12 @@ func assertOpen(t *testing.T, admin string) {
 // it, and a rotated token in force at once.
 func TestAdminActionsRequireTheToken(t *testing.T) {
 	var token atomic.Pointer[string]
-	token.Store(ptr(testAdminToken))
+	token.Store(new(testAdminToken))
 	admin, c := newTestAdmin(t, func() string { return *token.Load() })
 	c.SetFound("abc", []byte(`{}`))
 
-	for _, r := range []struct{ method, path string }{
-		{http.MethodDelete, "/cache/customers/abc"},
-		{http.MethodGet, "/debug/pprof/"},
-		{http.MethodGet, "/debug/pprof/heap"},
-		{http.MethodGet, "/debug/pprof/symbol"},
-	} {
-		for _, auth := range []string{"", "Bearer", "Bearer ", "Basic " + testAdminToken, "Bearer " + testAdminToken + "x",
-			"Bearer " + testAdminToken[:len(testAdminToken)-1], testAdminToken} {
-			resp, body := httpDo(t, r.method, admin+r.path, "Authorization", auth)
-			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
-				t.Errorf("%s %s (Authorization %q): %d, WWW-Authenticate %q; want 401 with WWW-Authenticate (%s)",
-					r.method, r.path, auth, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
-			}
-		}
-	}
+	wantEachAdminAction(t, admin, []string{"", "Bearer", "Bearer ", "Basic " + testAdminToken, "Bearer " + testAdminToken + "x",
+		"Bearer " + testAdminToken[:len(testAdminToken)-1], testAdminToken}, http.StatusUnauthorized)
 	if c.Len() != 1 {
 		t.Fatal("an unauthorized DELETE evicted the entry")
 	}
@@ -105,7 +107,7 @@ func TestAdminActionsRequireTheToken(t *testing.T) {
 	assertOpen(t, admin)
 
 	const rotated = "admin-token-rotated-0f1e2d3c4b5a"
-	token.Store(ptr(rotated))
+	token.Store(new(rotated))
 	if resp, _ := httpDo(t, http.MethodGet, admin+"/debug/pprof/", auth...); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the rotated-out token: %d; want 401", resp.StatusCode)
 	}
@@ -113,5 +115,3 @@ func TestAdminActionsRequireTheToken(t *testing.T) {
 		t.Errorf("the rotated token: %d %s; want 200", resp.StatusCode, body)
 	}
 }
-
-func ptrTo[T any](v T) *T { return &v }

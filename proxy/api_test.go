@@ -56,7 +56,7 @@ func TestContractTable(t *testing.T) {
 			want: want{status: 200, body: `{"signUpUrl":"https://www.bluetape.com/signup?id=abc-123"}`, upstream: 1},
 		},
 		"upstream 404": {
-			upstream: func(f *fakeUpstream) { f.answer(404, `{"code": "404", "reason": "Customer not found."}`) },
+			upstream: func(f *fakeUpstream) { f.answer(404, notFoundBody) },
 			path:     "/customers/nobody/signup",
 			want:     want{status: 404, body: `{"code":"404","reason":"Customer not found."}`, upstream: 1},
 		},

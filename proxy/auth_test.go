@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -69,27 +67,6 @@ func authBody(t *testing.T, resp *http.Response, body string) (code, reason stri
 	return e.Code, e.Reason
 }
 
-// authGet is a GET safe to call from any goroutine: it reports an error
-// instead of failing the test.
-func authGet(url string, header ...string) (int, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, err
-}
-
-func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
-
 // TestAuthentication covers every way a request can present, or fail to
 // present, a bearer token.
 func TestAuthentication(t *testing.T) {
@@ -109,12 +86,12 @@ func TestAuthentication(t *testing.T) {
 		{"empty token", []string{"Authorization", "Bearer    "}, 401},
 		{"malformed token", []string{"Authorization", "Bearer billing token 1"}, 401},
 		{"token with a quote", []string{"Authorization", `Bearer "billing-token-1"`}, 401},
-		{"unknown token", bearer("billing-token-2"), 401},
-		{"the hash as a token", bearer(func() string {
+		{"unknown token", gatewaytest.Bearer("billing-token-2"), 401},
+		{"the hash as a token", gatewaytest.Bearer(func() string {
 			s := sha256.Sum256([]byte("billing-token-1"))
 			return hex.EncodeToString(s[:])
 		}()), 401},
-		{"valid token", bearer("billing-token-1"), 200},
+		{"valid token", gatewaytest.Bearer("billing-token-1"), 200},
 		{"valid token, lower-case scheme", []string{"Authorization", "bearer billing-token-1"}, 200},
 	}
 	for _, tc := range cases {
@@ -153,28 +130,16 @@ func TestAuthentication(t *testing.T) {
 // authPoll repeats a request until it answers want, for at most 10s.
 func authPoll(t *testing.T, url string, want int, header ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		status, err := authGet(url, header...)
-		if err == nil && status == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %d (%v) after 10s; want %d", status, err, want)
-		}
-	}
+	gatewaytest.WaitFor(t, 10*time.Second, fmt.Sprintf("GET %s to answer %d", url, want), func() bool {
+		status, err := getStatus(url, header...)
+		return err == nil && status == want
+	})
 }
 
 // authAtLeast waits, for at most 10s, until n reaches want.
 func authAtLeast(t *testing.T, n *atomic.Int64, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Load() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("count %d after 10s; want %d", n.Load(), want)
-		}
-		runtime.Gosched()
-	}
+	gatewaytest.WaitFor(t, 10*time.Second, fmt.Sprintf("the count to reach %d", want), func() bool { return n.Load() >= want })
 }
 
 // TestCallersReloadUnderLoad swaps the callers file through ..data while
@@ -208,12 +173,12 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 	}
 
 	url := tg.URL + "/customers/abc/signup"
-	if status, err := authGet(url, bearer("reports-token")...); err != nil || status != 200 {
+	if status, err := getStatus(url, gatewaytest.Bearer("reports-token")...); err != nil || status != 200 {
 		t.Fatalf("reports before the swap: %d %v; want 200", status, err)
 	}
 	var sent, failed atomic.Int64
 	halt := gatewaytest.Hammer(4, func(g int) bool {
-		status, err := authGet(fmt.Sprintf("%s/customers/id-%d/signup", tg.URL, g), bearer("billing-token")...)
+		status, err := getStatus(fmt.Sprintf("%s/customers/id-%d/signup", tg.URL, g), gatewaytest.Bearer("billing-token")...)
 		sent.Add(1)
 		if err != nil || status != 200 {
 			if failed.Add(1) == 1 {
@@ -227,14 +192,14 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 	authAtLeast(t, &sent, 50)
 	m.Update(map[string]string{"callers.yaml": v2})
 	poll()
-	authPoll(t, url, 200, bearer("onboarding-token")...)
+	authPoll(t, url, 200, gatewaytest.Bearer("onboarding-token")...)
 	authAtLeast(t, &sent, sent.Load()+50)
 	halt()
 
 	if n := failed.Load(); n > 0 {
 		t.Errorf("%d of %d requests failed during the reload", n, sent.Load())
 	}
-	resp, body := tg.get(t, "/customers/abc/signup", bearer("reports-token")...)
+	resp, body := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer("reports-token")...)
 	if resp.StatusCode != 401 {
 		t.Errorf("removed caller: status %d; want 401 (%s)", resp.StatusCode, body)
 	}
@@ -247,11 +212,11 @@ func TestCallersReloadUnderLoad(t *testing.T) {
 	if poll(); reloadErrs.Load() != 1 {
 		t.Fatalf("the broken file was reported %d times; want once", reloadErrs.Load())
 	}
-	if status, err := authGet(url, bearer("onboarding-token")...); err != nil || status != 200 {
+	if status, err := getStatus(url, gatewaytest.Bearer("onboarding-token")...); err != nil || status != 200 {
 		t.Fatalf("onboarding while the file is broken: %d %v; want 200", status, err)
 	}
 	for _, tok := range []string{"billing-token", "onboarding-token"} {
-		if resp, body := tg.get(t, "/customers/abc/signup", bearer(tok)...); resp.StatusCode != 200 {
+		if resp, body := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer(tok)...); resp.StatusCode != 200 {
 			t.Errorf("%s after a bad reload: status %d; want 200 (%s)", tok, resp.StatusCode, body)
 		}
 	}
@@ -276,7 +241,7 @@ func TestCallersBadReloadKeepsRegistry(t *testing.T) {
 		if changed, err := w.Reload(); changed || err == nil {
 			t.Errorf("%s: Reload = %v, %v; want an error", name, changed, err)
 		}
-		if resp, body := tg.get(t, "/customers/abc/signup", bearer("billing-token")...); resp.StatusCode != 200 {
+		if resp, body := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer("billing-token")...); resp.StatusCode != 200 {
 			t.Errorf("%s: status %d; want 200 from the last good registry (%s)", name, resp.StatusCode, body)
 		}
 	}
@@ -310,7 +275,7 @@ func TestPerCallerOverrides(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.token, func(t *testing.T) {
 			for i := 0; i < tc.admitted; i++ {
-				resp, body := tg.get(t, "/customers/abc/signup", bearer(tc.token)...)
+				resp, body := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer(tc.token)...)
 				if resp.StatusCode != 200 {
 					t.Fatalf("request %d: status %d; want 200 (%s)", i+1, resp.StatusCode, body)
 				}
@@ -321,7 +286,7 @@ func TestPerCallerOverrides(t *testing.T) {
 			if tc.policy == "" {
 				return
 			}
-			resp, body := tg.get(t, "/customers/abc/signup", bearer(tc.token)...)
+			resp, body := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer(tc.token)...)
 			if resp.StatusCode != 429 {
 				t.Fatalf("request %d: status %d; want 429 (%s)", tc.admitted+1, resp.StatusCode, body)
 			}

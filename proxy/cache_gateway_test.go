@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
@@ -38,6 +36,14 @@ func wantAnswer(t *testing.T, resp *http.Response, body, id, xcache string) {
 	}
 }
 
+// wantFound requests id's signup from tg and fails the test unless the
+// answer is id's, with the given X-Cache.
+func (tg *testGateway) wantFound(t *testing.T, id, xcache string) {
+	t.Helper()
+	resp, body := tg.get(t, "/customers/"+id+"/signup")
+	wantAnswer(t, resp, body, id, xcache)
+}
+
 // wantStatus fails the test unless resp has status and no X-Cache header.
 func wantStatus(t *testing.T, resp *http.Response, body string, status int) {
 	t.Helper()
@@ -55,6 +61,14 @@ func wantCalls(t *testing.T, tg *testGateway, n int64) {
 	if got := tg.Upstream.calls.Load(); got != n {
 		t.Fatalf("upstream called %d times; want %d", got, n)
 	}
+}
+
+// wantCallsAndCache fails the test unless the fake upstream was called
+// calls times and tg's cache metrics are want.
+func wantCallsAndCache(t *testing.T, tg *testGateway, calls int64, want cacheCounts) {
+	t.Helper()
+	wantCalls(t, tg, calls)
+	wantCacheMetrics(t, tg.Registry, want)
 }
 
 // cacheCounts are the values of the cache metrics.
@@ -138,13 +152,6 @@ func (g *gate) waitEntered(t *testing.T) {
 	}
 }
 
-// foundAnswer answers 200 with the id's URL, as the fake upstream does by
-// default.
-func foundAnswer(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
-}
-
 // loadWaiters counts the goroutines blocked in load's wait for a shared
 // upstream call: requests that have joined the call.
 func loadWaiters() int {
@@ -174,14 +181,18 @@ type result struct {
 	err    error
 }
 
-// fetchAsync requests path with ctx and delivers the result on a channel.
-func fetchAsync(ctx context.Context, url string) <-chan result {
+// fetchAsync requests url with ctx and the given header pairs, and
+// delivers the result on a channel.
+func fetchAsync(ctx context.Context, url string, header ...string) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			ch <- result{err: err}
 			return
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -220,13 +231,10 @@ func TestCacheCoalescesConcurrentColdRequests(t *testing.T) {
 			t.Fatalf("request %d: got %d, X-Cache %q, %s", i, r.status, r.xcache, r.body)
 		}
 	}
-	wantCalls(t, tg, 1)
-	wantCacheMetrics(t, tg.Registry, cacheCounts{miss: n, entries: 1})
+	wantCallsAndCache(t, tg, 1, cacheCounts{miss: n, entries: 1})
 
-	resp, body := tg.get(t, "/customers/c0ffee/signup")
-	wantAnswer(t, resp, body, "c0ffee", "HIT")
-	wantCalls(t, tg, 1)
-	wantCacheMetrics(t, tg.Registry, cacheCounts{hit: 1, miss: n, entries: 1})
+	tg.wantFound(t, "c0ffee", "HIT")
+	wantCallsAndCache(t, tg, 1, cacheCounts{hit: 1, miss: n, entries: 1})
 }
 
 // The request that started the shared call goes away; the call goes on
@@ -278,15 +286,14 @@ func TestCacheCancelledWaiterKeepsSharedCall(t *testing.T) {
 		return metricValue(t, tg.Registry, metrics.UpstreamRequestsTotal, "outcome", "200") == 1
 	})
 
-	resp, body := tg.get(t, "/customers/c0ffee/signup")
-	wantAnswer(t, resp, body, "c0ffee", "HIT")
+	tg.wantFound(t, "c0ffee", "HIT")
 	wantCalls(t, tg, 1)
 }
 
 func TestCacheNegative(t *testing.T) {
 	t.Run("on", func(t *testing.T) {
 		tg := newTestGateway(t, nil)
-		tg.Upstream.answer(http.StatusNotFound, `{"code": "404", "reason": "Customer not found."}`)
+		tg.Upstream.answer(http.StatusNotFound, notFoundBody)
 		for i := 0; i < 2; i++ {
 			resp, body := tg.get(t, "/customers/gone/signup")
 			wantStatus(t, resp, body, http.StatusNotFound)
@@ -294,8 +301,7 @@ func TestCacheNegative(t *testing.T) {
 				t.Errorf("body %s; want %s", body, want)
 			}
 		}
-		wantCalls(t, tg, 1)
-		wantCacheMetrics(t, tg.Registry, cacheCounts{miss: 1, negativeHit: 1, entries: 1})
+		wantCallsAndCache(t, tg, 1, cacheCounts{miss: 1, negativeHit: 1, entries: 1})
 
 		tg.Clock.Advance(30*time.Second - time.Nanosecond)
 		resp, body := tg.get(t, "/customers/gone/signup")
@@ -305,35 +311,31 @@ func TestCacheNegative(t *testing.T) {
 		tg.Clock.Advance(time.Nanosecond) // GATEWAY_NEGATIVE_CACHE_TTL is over
 		resp, body = tg.get(t, "/customers/gone/signup")
 		wantStatus(t, resp, body, http.StatusNotFound)
-		wantCalls(t, tg, 2)
-		wantCacheMetrics(t, tg.Registry, cacheCounts{miss: 2, negativeHit: 2, entries: 1})
+		wantCallsAndCache(t, tg, 2, cacheCounts{miss: 2, negativeHit: 2, entries: 1})
 	})
 	t.Run("off", func(t *testing.T) {
 		tg := newTestGateway(t, nil, cache.Options{TTL: 15 * time.Minute, StaleTTL: 24 * time.Hour, MaxEntries: 1000})
-		tg.Upstream.answer(http.StatusNotFound, `{"code": "404", "reason": "Customer not found."}`)
+		tg.Upstream.answer(http.StatusNotFound, notFoundBody)
 		for i := 0; i < 3; i++ {
 			resp, body := tg.get(t, "/customers/gone/signup")
 			wantStatus(t, resp, body, http.StatusNotFound)
 		}
-		wantCalls(t, tg, 3)
-		wantCacheMetrics(t, tg.Registry, cacheCounts{miss: 3})
+		wantCallsAndCache(t, tg, 3, cacheCounts{miss: 3})
 	})
 }
 
 func TestCacheTTLExpiry(t *testing.T) {
 	tg := newTestGateway(t, nil)
-	resp, body := tg.get(t, "/customers/abc/signup")
-	wantAnswer(t, resp, body, "abc", "MISS")
+	tg.wantFound(t, "abc", "MISS")
 	tg.Clock.Advance(15*time.Minute - time.Nanosecond)
-	resp, body = tg.get(t, "/customers/abc/signup")
-	wantAnswer(t, resp, body, "abc", "HIT")
+	tg.wantFound(t, "abc", "HIT")
 	wantCalls(t, tg, 1)
 
 	// At GATEWAY_CACHE_TTL the answer is fetched again, and the new one
 	// is what is served and cached.
 	tg.Clock.Advance(time.Nanosecond)
 	tg.Upstream.answer(http.StatusOK, `{"signUpUrl": "https://www.bluetape.com/signup?id=new"}`)
-	resp, body = tg.get(t, "/customers/abc/signup")
+	resp, body := tg.get(t, "/customers/abc/signup")
 	if resp.StatusCode != http.StatusOK || body != signupAnswer("new") || resp.Header.Get("X-Cache") != "MISS" {
 		t.Fatalf("got %d, X-Cache %q, %s; want the new answer, MISS", resp.StatusCode, resp.Header.Get("X-Cache"), body)
 	}
@@ -341,8 +343,7 @@ func TestCacheTTLExpiry(t *testing.T) {
 	if body != signupAnswer("new") || resp.Header.Get("X-Cache") != "HIT" {
 		t.Fatalf("got X-Cache %q, %s; want the new answer, HIT", resp.Header.Get("X-Cache"), body)
 	}
-	wantCalls(t, tg, 2)
-	wantCacheMetrics(t, tg.Registry, cacheCounts{hit: 2, miss: 2, entries: 1})
+	wantCallsAndCache(t, tg, 2, cacheCounts{hit: 2, miss: 2, entries: 1})
 }
 
 // An expired answer is served, marked STALE, while the upstream fails, for
@@ -396,20 +397,17 @@ func TestCacheStaleIfError(t *testing.T) {
 					o.Client.Timeout = tc.timeout
 				}
 			})
-			resp, body := tg.get(t, "/customers/abc/signup")
-			wantAnswer(t, resp, body, "abc", "MISS")
+			tg.wantFound(t, "abc", "MISS")
 			tc.fail(t, tg)
 
 			tg.Clock.Advance(15 * time.Minute) // the answer has expired
-			resp, body = tg.get(t, "/customers/abc/signup")
-			wantAnswer(t, resp, body, "abc", "STALE")
+			tg.wantFound(t, "abc", "STALE")
 			tg.Clock.Advance(24*time.Hour - time.Nanosecond)
-			resp, body = tg.get(t, "/customers/abc/signup")
-			wantAnswer(t, resp, body, "abc", "STALE")
+			tg.wantFound(t, "abc", "STALE")
 			wantCacheMetrics(t, tg.Registry, cacheCounts{miss: 1 + tc.misses, stale: 2, entries: 1})
 
 			tg.Clock.Advance(time.Nanosecond) // GATEWAY_STALE_TTL is over
-			resp, body = tg.get(t, "/customers/abc/signup")
+			resp, body := tg.get(t, "/customers/abc/signup")
 			if !slices.Contains(tc.past, resp.StatusCode) || resp.Header.Get("X-Cache") != "" {
 				t.Fatalf("past the stale window: got %d, X-Cache %q (%s); want one of %v", resp.StatusCode,
 					resp.Header.Get("X-Cache"), body, tc.past)
@@ -428,11 +426,10 @@ func TestCacheStaleReplacedBy404(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tg := newTestGateway(t, nil, cache.Options{TTL: 15 * time.Minute, NegativeTTL: negativeTTL,
 				StaleTTL: 24 * time.Hour, MaxEntries: 1000})
-			resp, body := tg.get(t, "/customers/abc/signup")
-			wantAnswer(t, resp, body, "abc", "MISS")
+			tg.wantFound(t, "abc", "MISS")
 			tg.Clock.Advance(16 * time.Minute)
-			tg.Upstream.answer(http.StatusNotFound, `{"code": "404", "reason": "Customer not found."}`)
-			resp, body = tg.get(t, "/customers/abc/signup")
+			tg.Upstream.answer(http.StatusNotFound, notFoundBody)
+			resp, body := tg.get(t, "/customers/abc/signup")
 			wantStatus(t, resp, body, http.StatusNotFound)
 
 			// The old answer is gone: even a failing upstream gets no
@@ -441,12 +438,10 @@ func TestCacheStaleReplacedBy404(t *testing.T) {
 			resp, body = tg.get(t, "/customers/abc/signup")
 			if negativeTTL > 0 {
 				wantStatus(t, resp, body, http.StatusNotFound)
-				wantCalls(t, tg, 2)
-				wantCacheMetrics(t, tg.Registry, cacheCounts{miss: 2, negativeHit: 1, entries: 1})
+				wantCallsAndCache(t, tg, 2, cacheCounts{miss: 2, negativeHit: 1, entries: 1})
 			} else {
 				wantStatus(t, resp, body, http.StatusBadGateway)
-				wantCalls(t, tg, 3)
-				wantCacheMetrics(t, tg.Registry, cacheCounts{miss: 3})
+				wantCallsAndCache(t, tg, 3, cacheCounts{miss: 3})
 			}
 		})
 	}
@@ -455,18 +450,16 @@ func TestCacheStaleReplacedBy404(t *testing.T) {
 // An upstream 400 passes through and leaves the expired answer in place.
 func TestCacheStaleKeptOn400(t *testing.T) {
 	tg := newTestGateway(t, nil)
-	resp, body := tg.get(t, "/customers/abc/signup")
-	wantAnswer(t, resp, body, "abc", "MISS")
+	tg.wantFound(t, "abc", "MISS")
 	tg.Clock.Advance(16 * time.Minute)
 	tg.Upstream.answer(http.StatusBadRequest, `{"code": "400", "reason": "Invalid customer."}`)
-	resp, body = tg.get(t, "/customers/abc/signup")
+	resp, body := tg.get(t, "/customers/abc/signup")
 	wantStatus(t, resp, body, http.StatusBadRequest)
 	if body != `{"code":"400","reason":"Invalid customer."}` {
 		t.Errorf("body %s; want the upstream's reason", body)
 	}
 	tg.Upstream.answer(http.StatusInternalServerError, `{"code": "500", "reason": "Unexpected error."}`)
-	resp, body = tg.get(t, "/customers/abc/signup")
-	wantAnswer(t, resp, body, "abc", "STALE")
+	tg.wantFound(t, "abc", "STALE")
 	wantCacheMetrics(t, tg.Registry, cacheCounts{miss: 2, stale: 1, entries: 1})
 }
 
@@ -483,7 +476,7 @@ func TestCacheBoundThroughGateway(t *testing.T) {
 		fmt.Sscanf(lastSegment(r.URL.Path), "id%d", &i)
 		if negative(i) {
 			w.WriteHeader(http.StatusNotFound)
-			io.WriteString(w, `{"code": "404", "reason": "Customer not found."}`)
+			io.WriteString(w, notFoundBody)
 			return
 		}
 		foundAnswer(w, r)
@@ -501,8 +494,7 @@ func TestCacheBoundThroughGateway(t *testing.T) {
 			t.Fatalf("after %d ids the cache holds %d; want at most %d", i+1, l, max)
 		}
 	}
-	wantCalls(t, tg, n)
-	wantCacheMetrics(t, tg.Registry, cacheCounts{miss: n, entries: max})
+	wantCallsAndCache(t, tg, n, cacheCounts{miss: n, entries: max})
 
 	// Held: the last 404 and the newest max-1 answers. Lookups of held
 	// ids come first, since a miss would evict.
@@ -519,33 +511,28 @@ func TestCacheBoundThroughGateway(t *testing.T) {
 	wantAnswer(t, resp, body, id, "MISS")
 	resp, body = tg.get(t, fmt.Sprintf("/customers/id%d/signup", n-5))
 	wantStatus(t, resp, body, http.StatusNotFound)
-	wantCalls(t, tg, n+2)
-	wantCacheMetrics(t, tg.Registry, cacheCounts{hit: max - 1, miss: n + 2, negativeHit: 1, entries: max})
+	wantCallsAndCache(t, tg, n+2, cacheCounts{hit: max - 1, miss: n + 2, negativeHit: 1, entries: max})
 }
 
 // An operator evicts an id on the admin listener; the next request goes
 // upstream.
 func TestCacheEvictionOverAdmin(t *testing.T) {
 	tg := newTestGateway(t, nil)
-	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: tg.Registry, Ready: func() bool { return true },
-		Cache: tg.Gateway.cache, Token: adminToken, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	t.Cleanup(admin.Close)
+	admin := tg.startAdmin(t)
 	evict := func(id string) (*http.Response, string) {
 		t.Helper()
-		return httpDo(t, http.MethodDelete, admin.URL+"/cache/customers/"+id, "Authorization", "Bearer "+testAdminToken)
+		return httpDo(t, http.MethodDelete, admin+"/cache/customers/"+id, "Authorization", "Bearer "+testAdminToken)
 	}
 
-	resp, body := tg.get(t, "/customers/abc/signup")
-	wantAnswer(t, resp, body, "abc", "MISS")
+	tg.wantFound(t, "abc", "MISS")
 	if resp, body := evict("abc"); resp.StatusCode != http.StatusNoContent || body != "" {
 		t.Fatalf("DELETE of a cached id: %d %q; want 204 and no body", resp.StatusCode, body)
 	}
 	wantCacheMetrics(t, tg.Registry, cacheCounts{miss: 1})
-	resp, body = tg.get(t, "/customers/abc/signup")
-	wantAnswer(t, resp, body, "abc", "MISS")
+	tg.wantFound(t, "abc", "MISS")
 	wantCalls(t, tg, 2)
 
-	resp, body = evict("unknown")
+	resp, body := evict("unknown")
 	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/json" ||
 		!strings.Contains(body, `"code":"404"`) {
 		t.Fatalf("DELETE of an id not cached: %d %s; want a 404 error body", resp.StatusCode, body)
@@ -555,7 +542,7 @@ func TestCacheEvictionOverAdmin(t *testing.T) {
 	}
 
 	// A remembered 404 can be evicted too.
-	tg.Upstream.answer(http.StatusNotFound, `{"code": "404", "reason": "Customer not found."}`)
+	tg.Upstream.answer(http.StatusNotFound, notFoundBody)
 	resp, body = tg.get(t, "/customers/gone/signup")
 	wantStatus(t, resp, body, http.StatusNotFound)
 	if resp, _ := evict("gone"); resp.StatusCode != http.StatusNoContent {
@@ -568,8 +555,7 @@ func TestCacheEvictionOverAdmin(t *testing.T) {
 	// So can an expired answer kept for stale serving, which then is not
 	// served when the upstream fails.
 	tg.Upstream.setHandler(foundAnswer)
-	resp, body = tg.get(t, "/customers/old/signup")
-	wantAnswer(t, resp, body, "old", "MISS")
+	tg.wantFound(t, "old", "MISS")
 	tg.Clock.Advance(16 * time.Minute)
 	if resp, _ := evict("old"); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE of a stale entry: %d; want 204", resp.StatusCode)

@@ -50,10 +50,7 @@ type fakeUpstream struct {
 func newFakeUpstream(t testing.TB) *fakeUpstream {
 	t.Helper()
 	f := &fakeUpstream{}
-	f.handler = func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
-	}
+	f.handler = foundAnswer
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.calls.Add(1)
 		f.mu.Lock()
@@ -66,6 +63,25 @@ func newFakeUpstream(t testing.TB) *fakeUpstream {
 	t.Cleanup(f.Close)
 	return f
 }
+
+// foundAnswer answers 200 with the id's URL, as the fake upstream does by
+// default.
+func foundAnswer(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
+}
+
+// answerWith answers every request with status and the JSON body.
+func answerWith(status int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+// notFoundBody is BlueTape's answer for an unknown customer.
+const notFoundBody = `{"code": "404", "reason": "Customer not found."}`
 
 // lastSegment returns the id of /.../customer/{id}/signup.
 func lastSegment(p string) string {
@@ -88,11 +104,7 @@ func (f *fakeUpstream) setHandler(h http.HandlerFunc) {
 
 // answer makes the fake answer every request with status and body.
 func (f *fakeUpstream) answer(status int, body string) {
-	f.setHandler(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	})
+	f.setHandler(answerWith(status, body))
 }
 
 func (f *fakeUpstream) requests() []upstreamCall {
@@ -192,6 +204,17 @@ func newTestGateway(t testing.TB, edit func(*testOptions), cacheOpts ...cache.Op
 	return &testGateway{Gateway: g, URL: srv.URL, Upstream: up, Registry: reg, Cache: c, Clock: clock, Logs: logs}
 }
 
+// startAdmin serves tg's admin handler, as main builds it: over the cache
+// tg answers from, with tg's logger and the token testAdminToken. It
+// returns the admin listener's base URL.
+func (tg *testGateway) startAdmin(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(Admin(AdminOptions{Gatherer: tg.Registry, Ready: func() bool { return true },
+		Cache: tg.Gateway.cache, Token: adminToken, Logger: tg.Gateway.log}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 // get requests path from the gateway with the given header pairs.
 func (tg *testGateway) get(t testing.TB, path string, header ...string) (*http.Response, string) {
 	t.Helper()
@@ -201,6 +224,26 @@ func (tg *testGateway) get(t testing.TB, path string, header ...string) (*http.R
 func (tg *testGateway) do(t testing.TB, method, path string, header ...string) (*http.Response, string) {
 	t.Helper()
 	return httpDo(t, method, tg.URL+path, header...)
+}
+
+// getStatus is a GET safe to call from any goroutine: it reports an error
+// instead of failing the test. It returns the status once the body is
+// read to its end.
+func getStatus(url string, header ...string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
 }
 
 // httpDo sends a request with the given header pairs and returns the

@@ -17,6 +17,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/logging"
 	"github.com/bluetape/bluetape-gateway/proxy/ratelimit"
 	"github.com/bluetape/bluetape-gateway/proxy/tracing"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing/otlptest"
 )
 
 // discardWriter is a reusable ResponseWriter, so that the benchmark
@@ -38,11 +39,7 @@ func BenchmarkHotPath(b *testing.B) { benchmarkHotPath(b, nil, "") }
 // not sampled: its caller's traceparent says so. Its cost over
 // BenchmarkHotPath is what tracing adds to a cache hit.
 func BenchmarkHotPathTraced(b *testing.B) {
-	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"} {
-		b.Setenv(k, "")
-	}
-	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+gatewaytest.FreeAddr(b))
+	otlptest.SetEnv(b, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + gatewaytest.FreeAddr(b)})
 	tr, shutdown, err := tracing.Setup(b.Context(), tracing.Options{Version: "bench", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
@@ -144,7 +141,7 @@ func BenchmarkHotPathAuthenticated(b *testing.B) {
 				o.Logger = slog.New(logs)
 				bc.edit(o)
 			})
-			if resp, _ := tg.get(b, "/customers/hot/signup", bearer(bc.token)...); resp.StatusCode != 200 {
+			if resp, _ := tg.get(b, "/customers/hot/signup", gatewaytest.Bearer(bc.token)...); resp.StatusCode != 200 {
 				b.Fatalf("warming: status %d", resp.StatusCode)
 			}
 			h := tg.Handler()

@@ -137,7 +137,7 @@ func TestAccessLogFields(t *testing.T) {
 			} else if tg.access.out == nil {
 				t.Fatal("the access log does not write through the LogHandler's buffer")
 			}
-			tg.Upstream.setHandler(obsRoute(`{"code": "404", "reason": "Customer not found."}`))
+			tg.Upstream.setHandler(obsRoute(notFoundBody))
 
 			before := time.Now()
 			tg.get(t, "/customers/alice/signup", "X-Request-Id", "obs-miss-1")
@@ -495,7 +495,7 @@ func TestMetricLabelsStayFixed(t *testing.T) {
 // methods included.
 func TestMetricsCountEveryRequest(t *testing.T) {
 	tg := newTestGateway(t, nil)
-	tg.Upstream.setHandler(obsRoute(`{"code": "404", "reason": "Customer not found."}`))
+	tg.Upstream.setHandler(obsRoute(notFoundBody))
 	want := map[string]int{}
 	for _, r := range []struct {
 		method, path string

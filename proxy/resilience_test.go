@@ -90,20 +90,6 @@ func resetConnection(w http.ResponseWriter, _ *http.Request) {
 	conn.Close()
 }
 
-func answerWith(status int, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
-
-// okAnswer is the fake upstream's default 200 for the requested id.
-func okAnswer(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=`+lastSegment(r.URL.Path)+`"}`)
-}
-
 // hangUntilCancelled never answers; it returns when the gateway gives up.
 func hangUntilCancelled(w http.ResponseWriter, r *http.Request) {
 	select {
@@ -123,7 +109,7 @@ func TestRetriesOnlyTransientFailures(t *testing.T) {
 		"503":              {fail: answerWith(503, `unavailable`), status: 502, calls: bluetape.MaxAttempts},
 		"504":              {fail: answerWith(504, `gateway timeout`), status: 502, calls: bluetape.MaxAttempts},
 		"500":              {fail: answerWith(500, `{"code": "500", "reason": "Unexpected error."}`), status: 502, calls: 1},
-		"404":              {fail: answerWith(404, `{"code": "404", "reason": "Customer not found."}`), status: 404, calls: 1},
+		"404":              {fail: answerWith(404, notFoundBody), status: 404, calls: 1},
 		"400":              {fail: answerWith(400, `{"code": "400", "reason": "Bad id."}`), status: 400, calls: 1},
 		"401":              {fail: answerWith(401, `{"code": "401", "reason": "Unauthorized."}`), status: 502, calls: 1},
 		"403":              {fail: answerWith(403, `{"code": "403", "reason": "Forbidden."}`), status: 502, calls: 1},
@@ -168,7 +154,7 @@ func TestRetryRecoversFromOneFailure(t *testing.T) {
 					fail(w, r)
 					return
 				}
-				okAnswer(w, r)
+				foundAnswer(w, r)
 			})
 			resp, body := tg.get(t, "/customers/c1/signup")
 			if resp.StatusCode != 200 || !strings.Contains(body, "id=c1") {
@@ -238,7 +224,7 @@ func TestRetryBudgetStopsRetriesInOutage(t *testing.T) {
 	}
 
 	// Successes earn the budget back: a tenth of a token each.
-	tg.Upstream.setHandler(okAnswer)
+	tg.Upstream.setHandler(foundAnswer)
 	for i := range 80 {
 		if resp, body := tg.get(t, fmt.Sprintf("/customers/back-%d/signup", i)); resp.StatusCode != 200 {
 			t.Fatalf("status %d (%s)", resp.StatusCode, body)
@@ -261,7 +247,7 @@ func TestRetryBudgetInPartialOutage(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		okAnswer(w, r)
+		foundAnswer(w, r)
 	})
 	var badCalls []int64
 	for i := range 20 {
@@ -358,7 +344,7 @@ func TestBreakerHalfOpensThenCloses(t *testing.T) {
 	gatewaytest.WaitFor(t, 5*time.Second, "the half-open state", func() bool {
 		return metricValue(t, tg.Registry, metrics.CircuitBreakerState) == 1
 	})
-	tg.Upstream.setHandler(okAnswer)
+	tg.Upstream.setHandler(foundAnswer)
 	calls := tg.Upstream.calls.Load()
 	resp, body := tg.get(t, "/customers/probe/signup")
 	if resp.StatusCode != 200 {
@@ -468,7 +454,7 @@ func (k *keyChecker) handler(account string) http.HandlerFunc {
 			answerWith(401, `{"code": "401", "reason": "Unauthorized."}`)(w, r)
 			return
 		}
-		okAnswer(w, r)
+		foundAnswer(w, r)
 	}
 }
 

@@ -3,16 +3,11 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
 	"github.com/bluetape/bluetape-gateway/proxy/cache"
@@ -76,31 +71,19 @@ func sharedFleet(t *testing.T, n int, edit func(*testOptions)) (*redistest.Serve
 	return srv, up, gws
 }
 
-func sharedWantCache(t *testing.T, resp *http.Response, body, want string) {
-	t.Helper()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") != want {
-		t.Fatalf("got %d X-Cache %q (%s); want 200 %s", resp.StatusCode, resp.Header.Get("X-Cache"), body, want)
-	}
-}
-
 func TestSharedCacheMissOnOneHitOnAnother(t *testing.T) {
 	_, up, gws := sharedFleet(t, 2, nil)
 	a, b := gws[0], gws[1]
 
-	resp, body := a.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "MISS")
-	resp, body2 := b.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body2, "HIT")
-	if body2 != body {
-		t.Errorf("HIT body %s; want %s", body2, body)
-	}
-	resp, body = b.get(t, "/customers/c1/signup") // now from b's first level
-	sharedWantCache(t, resp, body, "HIT")
+	// Each answer is checked to the byte: the hits give back the miss's body.
+	a.wantFound(t, "c1", "MISS")
+	b.wantFound(t, "c1", "HIT")
+	b.wantFound(t, "c1", "HIT") // now from b's first level
 	if n := up.calls.Load(); n != 1 {
 		t.Errorf("upstream called %d times; want 1", n)
 	}
 
-	up.answer(http.StatusNotFound, `{"code": "404", "reason": "Customer not found."}`)
+	up.answer(http.StatusNotFound, notFoundBody)
 	if resp, _ := a.get(t, "/customers/gone/signup"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("got %d; want 404", resp.StatusCode)
 	}
@@ -119,21 +102,17 @@ func TestSharedColdIDOneUpstreamCall(t *testing.T) {
 	release := make(chan struct{})
 	up.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		<-release
-		io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=cold"}`)
+		foundAnswer(w, r)
 	})
 
 	statuses := make(chan int, len(gws))
 	for _, g := range gws {
 		go func() {
-			resp, err := http.Get(g.URL + "/customers/cold/signup")
+			status, err := getStatus(g.URL + "/customers/cold/signup")
 			if err != nil {
 				t.Error(err)
-				statuses <- 0
-				return
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			statuses <- resp.StatusCode
+			statuses <- status
 		}()
 	}
 	gatewaytest.WaitFor(t, 10*time.Second, "every replica is serving the request and one reached the upstream", func() bool {
@@ -208,7 +187,7 @@ func TestSharedRedisOutageUnderTraffic(t *testing.T) {
 				if i%2 == 1 {
 					id = fmt.Sprintf("w%d-%d", w, i)
 				}
-				status, err := sharedGetStatus(g.URL + "/customers/" + id + "/signup")
+				status, err := getStatus(g.URL + "/customers/" + id + "/signup")
 				if err != nil || status != http.StatusOK {
 					failed.Add(1)
 					t.Errorf("during the outage: %d, %v", status, err)
@@ -230,7 +209,7 @@ func TestSharedRedisOutageUnderTraffic(t *testing.T) {
 	srv.Stop()
 	before := served.Load()
 	gatewaytest.WaitFor(t, 10*time.Second, "both replicas count Redis errors while serving", func() bool {
-		return sharedRedisErrors(t, a.Registry) > 0 && sharedRedisErrors(t, b.Registry) > 0 &&
+		return metricSum(t, a.Registry, metrics.RedisErrorsTotal) > 0 && metricSum(t, b.Registry, metrics.RedisErrorsTotal) > 0 &&
 			served.Load() > before+100
 	})
 
@@ -269,7 +248,7 @@ func TestSharedLockHolderDeath(t *testing.T) {
 
 	start := time.Now()
 	resp, body := gws[0].get(t, "/customers/orphan/signup")
-	sharedWantCache(t, resp, body, "MISS")
+	wantAnswer(t, resp, body, "orphan", "MISS")
 	if d := time.Since(start); d < ttl/2 {
 		t.Errorf("answered after %v; want a wait for the lock's expiry (%v)", d, ttl)
 	}
@@ -293,8 +272,7 @@ func TestSharedLockHolderDeathLeavesTimeToFetch(t *testing.T) {
 	}
 	dead.store.Close()
 
-	resp, body := g.get(t, "/customers/orphan/signup")
-	sharedWantCache(t, resp, body, "MISS")
+	g.wantFound(t, "orphan", "MISS")
 	if n := up.calls.Load(); n != 1 {
 		t.Errorf("upstream called %d times; want 1", n)
 	}
@@ -305,21 +283,10 @@ func TestSharedLockHolderDeathLeavesTimeToFetch(t *testing.T) {
 func TestSharedEvictionReachesOtherGateway(t *testing.T) {
 	_, up, gws := sharedFleet(t, 2, nil)
 	a, b := gws[0], gws[1]
-	resp, body := a.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "MISS")
-	resp, body = b.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "HIT")
+	a.wantFound(t, "c1", "MISS")
+	b.wantFound(t, "c1", "HIT")
 
-	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: a.Registry, Ready: func() bool { return true },
-		Cache: a.store.Cache(), Token: adminToken, Logger: slog.New(slog.NewJSONHandler(a.Logs, nil))}))
-	t.Cleanup(admin.Close)
-	req, _ := http.NewRequest(http.MethodDelete, admin.URL+"/cache/customers/c1", nil)
-	req.Header.Set("Authorization", "Bearer "+testAdminToken)
-	dresp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dresp.Body.Close()
+	dresp, _ := httpDo(t, http.MethodDelete, a.startAdmin(t)+"/cache/customers/c1", "Authorization", "Bearer "+testAdminToken)
 	if dresp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %d; want 204", dresp.StatusCode)
 	}
@@ -327,10 +294,8 @@ func TestSharedEvictionReachesOtherGateway(t *testing.T) {
 		_, state := b.l1.Get("c1")
 		return state == cache.Miss
 	})
-	resp, body = b.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "MISS")
-	resp, body = a.get(t, "/customers/c1/signup")
-	sharedWantCache(t, resp, body, "HIT")
+	b.wantFound(t, "c1", "MISS")
+	a.wantFound(t, "c1", "HIT")
 	if n := up.calls.Load(); n != 2 {
 		t.Errorf("upstream called %d times; want 2", n)
 	}
@@ -345,34 +310,9 @@ func TestSharedRedisDownAtStart(t *testing.T) {
 		o.RateLimit = ratelimit.Policy{Rate: 100, Burst: 100}
 	})
 	for _, want := range []string{"MISS", "HIT"} {
-		resp, body := g.get(t, "/customers/c1/signup")
-		sharedWantCache(t, resp, body, want)
+		g.wantFound(t, "c1", want)
 	}
-	if sharedRedisErrors(t, g.Registry) == 0 {
+	if metricSum(t, g.Registry, metrics.RedisErrorsTotal) == 0 {
 		t.Error("redis_errors_total is 0")
 	}
-}
-
-func sharedGetStatus(url string) (int, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, err
-}
-
-func sharedRedisErrors(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == metrics.RedisErrorsTotal {
-			return f.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -38,7 +37,7 @@ func (s *soakUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id := lastSegment(r.URL.Path)
 	if strings.HasPrefix(id, "gone-") {
-		answerWith(404, `{"code": "404", "reason": "Customer not found."}`)(w, r)
+		answerWith(404, notFoundBody)(w, r)
 		return
 	}
 	switch p := rand.IntN(100); {
@@ -53,7 +52,7 @@ func (s *soakUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p < 20:
 		answerWith(200, []string{`<html>maintenance</html>`, `{"signUpUrl": 42}`, `{"signUpUrl": "ftp://x/"}`, `{`}[rand.IntN(4)])(w, r)
 	case p < 22:
-		answerWith(404, `{"code": "404", "reason": "Customer not found."}`)(w, r)
+		answerWith(404, notFoundBody)(w, r)
 	case p < 24:
 		w.Header().Set("Retry-After", "2")
 		answerWith(429, `{"code": "429", "reason": "Too many requests."}`)(w, r)
@@ -63,7 +62,7 @@ func (s *soakUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rand.IntN(10) == 0 {
 			time.Sleep(time.Duration(rand.IntN(50)) * time.Millisecond) // a slow, good answer
 		}
-		okAnswer(w, r)
+		foundAnswer(w, r)
 	}
 }
 
@@ -152,7 +151,7 @@ func TestSoak(t *testing.T) {
 	}
 	const oldKey, newKey = "soak-key-old-a1b2", "soak-key-new-c3d4"
 	var key atomic.Pointer[string]
-	key.Store(ptr(oldKey))
+	key.Store(new(oldKey))
 
 	up := &soakUpstream{}
 	up.accept(oldKey)
@@ -166,9 +165,7 @@ func TestSoak(t *testing.T) {
 		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	tg.Upstream.setHandler(up.ServeHTTP)
-	admin := httptest.NewServer(Admin(AdminOptions{Gatherer: tg.Registry, Ready: func() bool { return true },
-		Cache: LocalCache(tg.Cache), Token: adminToken, Logger: tg.log}))
-	t.Cleanup(admin.Close)
+	admin := tg.startAdmin(t)
 
 	ids := make([]string, 0, 320)
 	for i := range 300 {
@@ -241,11 +238,11 @@ func TestSoak(t *testing.T) {
 		do   func()
 	}{
 		{at(0.2), "expire", func() { tg.Clock.Advance(16 * time.Minute) }},
-		{at(0.3), "rotate", func() { up.accept(oldKey, newKey); key.Store(ptr(newKey)) }},
+		{at(0.3), "rotate", func() { up.accept(oldKey, newKey); key.Store(new(newKey)) }},
 		{at(0.5), "purge", func() {
 			tg.Cache.Purge()
 			for _, id := range ids[:20] {
-				req, _ := http.NewRequest(http.MethodDelete, admin.URL+"/cache/customers/"+id, nil)
+				req, _ := http.NewRequest(http.MethodDelete, admin+"/cache/customers/"+id, nil)
 				req.Header.Set("Authorization", "Bearer "+testAdminToken)
 				if resp, err := http.DefaultClient.Do(req); err != nil {
 					t.Errorf("admin DELETE: %v", err)
@@ -318,5 +315,3 @@ func TestSoak(t *testing.T) {
 		t.Errorf("heap in use grew by %d bytes over the soak", grown)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -79,14 +79,14 @@ func TestTokenAuthentication(t *testing.T) {
 	}{
 		{"no token", nil, 401, "Bearer", "-"},
 		{"not a bearer token", []string{"Authorization", "Basic YTpi"}, 401, "Bearer", "-"},
-		{"listed subject", bearer(listed), 200, "", "billing-api"},
-		{"static token beside tokens", bearer(staticToken), 200, "", "static-caller"},
-		{"unknown static token", bearer("not-a-registered-token"), 401, invalidToken, "-"},
-		{"unlisted subject", bearer(unlisted), 403, "", "elsewhere/intruder"},
-		{"expired", bearer(expired), 401, invalidToken, "-"},
-		{"another audience", bearer(foreignAudience), 401, invalidToken, "-"},
-		{"another issuer", bearer(foreign), 401, invalidToken, "-"},
-		{"tampered", bearer(listed[:len(listed)-4] + "AAAA"), 401, invalidToken, "-"},
+		{"listed subject", gatewaytest.Bearer(listed), 200, "", "billing-api"},
+		{"static token beside tokens", gatewaytest.Bearer(staticToken), 200, "", "static-caller"},
+		{"unknown static token", gatewaytest.Bearer("not-a-registered-token"), 401, invalidToken, "-"},
+		{"unlisted subject", gatewaytest.Bearer(unlisted), 403, "", "elsewhere/intruder"},
+		{"expired", gatewaytest.Bearer(expired), 401, invalidToken, "-"},
+		{"another audience", gatewaytest.Bearer(foreignAudience), 401, invalidToken, "-"},
+		{"another issuer", gatewaytest.Bearer(foreign), 401, invalidToken, "-"},
+		{"tampered", gatewaytest.Bearer(listed[:len(listed)-4] + "AAAA"), 401, invalidToken, "-"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,7 +117,7 @@ func TestTokenAuthentication(t *testing.T) {
 	}
 
 	t.Run("listed subject's burst", func(t *testing.T) {
-		resp, _ := tg.get(t, "/customers/abc/signup", bearer(listed)...)
+		resp, _ := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer(listed)...)
 		if got, want := resp.Header.Get("RateLimit-Policy"), policyHeader(ratelimit.Policy{Rate: 50, Burst: 7}); got != want {
 			t.Errorf("RateLimit-Policy %q; want %q", got, want)
 		}
@@ -139,13 +139,13 @@ func TestTokenAuthenticationWithoutCallersFile(t *testing.T) {
 	first := is.Token(t, identitytest.EC(), "billing", "billing-api", now)
 	second := is.Token(t, identitytest.EC(), "orders", "orders-api", now)
 
-	for _, h := range [][]string{nil, bearer("a-static-token")} {
+	for _, h := range [][]string{nil, gatewaytest.Bearer("a-static-token")} {
 		resp, body := tg.get(t, "/customers/abc/signup", h...)
 		if resp.StatusCode != 401 {
 			t.Fatalf("%v: status %d; want 401 (%s)", h, resp.StatusCode, body)
 		}
 	}
-	resp, body := tg.get(t, "/customers/abc/signup", append(bearer(first), "X-Request-Id", "first-1")...)
+	resp, body := tg.get(t, "/customers/abc/signup", append(gatewaytest.Bearer(first), "X-Request-Id", "first-1")...)
 	if resp.StatusCode != 200 {
 		t.Fatalf("first subject: status %d (%s)", resp.StatusCode, body)
 	}
@@ -155,10 +155,10 @@ func TestTokenAuthenticationWithoutCallersFile(t *testing.T) {
 	if line := accessLine(t, tg.Logs, "first-1"); line["caller"] != "billing/billing-api" {
 		t.Errorf("access log caller %v; want billing/billing-api", line["caller"])
 	}
-	if resp, _ := tg.get(t, "/customers/abc/signup", bearer(first)...); resp.StatusCode != 429 {
+	if resp, _ := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer(first)...); resp.StatusCode != 429 {
 		t.Fatalf("first subject again: status %d; want 429, its bucket is empty", resp.StatusCode)
 	}
-	if resp, _ := tg.get(t, "/customers/abc/signup", bearer(second)...); resp.StatusCode != 200 {
+	if resp, _ := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer(second)...); resp.StatusCode != 200 {
 		t.Fatalf("second subject: status %d; want 200, its bucket is its own", resp.StatusCode)
 	}
 	if got := metricValue(t, tg.Registry, "bluetape_gateway_rate_limited_total", "caller", callers.Unregistered); got != 1 {
@@ -182,11 +182,11 @@ func TestTokenSharesBucketWithStaticToken(t *testing.T) {
 		o.Verifier = v
 		o.RateLimit = ratelimit.Policy{Rate: 50, Burst: 100}
 	})
-	if resp, body := tg.get(t, "/customers/abc/signup", bearer(staticToken)...); resp.StatusCode != 200 {
+	if resp, body := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer(staticToken)...); resp.StatusCode != 200 {
 		t.Fatalf("static token: status %d (%s)", resp.StatusCode, body)
 	}
 	tok := is.Token(t, identitytest.RSA(), "billing", "billing-api", time.Now())
-	resp, _ := tg.get(t, "/customers/abc/signup", bearer(tok)...)
+	resp, _ := tg.get(t, "/customers/abc/signup", gatewaytest.Bearer(tok)...)
 	if resp.StatusCode != 429 {
 		t.Fatalf("token after the static token: status %d; want 429 from the shared bucket", resp.StatusCode)
 	}

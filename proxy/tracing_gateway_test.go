@@ -17,6 +17,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/callers"
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/tracing"
+	"github.com/bluetape/bluetape-gateway/proxy/tracing/otlptest"
 )
 
 const (
@@ -26,24 +27,11 @@ const (
 	bearerToken   = "trace-test-bearer-9d8c7b6a5f4e3d2c1b0a"
 )
 
-// setOTel sets every OTEL_ variable Setup reads for the test: env's
-// values, the others empty, whatever the machine's environment holds.
-func setOTel(t *testing.T, env map[string]string) {
-	for _, k := range []string{
-		"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
-		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
-		"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_HEADERS",
-	} {
-		t.Setenv(k, env[k])
-	}
-}
-
 // newTracer sets a tracer up from env, with an in-memory exporter that
 // gets every span the SDK records.
 func newTracer(t *testing.T, env map[string]string) (*tracing.Tracer, *tracetest.InMemoryExporter) {
 	t.Helper()
-	setOTel(t, env)
+	otlptest.SetEnv(t, env)
 	exp := tracetest.NewInMemoryExporter()
 	tr, shutdown, err := tracing.Setup(t.Context(), tracing.Options{Version: "test",
 		SpanProcessors: []sdktrace.SpanProcessor{sdktrace.NewSimpleSpanProcessor(exp)}})
@@ -308,9 +296,9 @@ func TestWaitSpan(t *testing.T) {
 	g := newGate(t)
 	tg.Upstream.setHandler(g.hold(foundAnswer))
 	url := tg.URL + "/customers/waited/signup"
-	first := fetchAsyncWith(url, "Authorization", "Bearer "+bearerToken, "X-Request-Id", "leader")
+	first := fetchAsync(t.Context(), url, "Authorization", "Bearer "+bearerToken, "X-Request-Id", "leader")
 	g.waitEntered(t)
-	second := fetchAsyncWith(url, "Authorization", "Bearer "+bearerToken, "X-Request-Id", "waiter")
+	second := fetchAsync(t.Context(), url, "Authorization", "Bearer "+bearerToken, "X-Request-Id", "waiter")
 	gatewaytest.WaitFor(t, 10*time.Second, "both requests wait for the shared call", func() bool { return loadWaiters() == 2 })
 	g.release()
 	for _, ch := range []<-chan result{first, second} {
@@ -336,29 +324,6 @@ func TestWaitSpan(t *testing.T) {
 	if a := spansNamed(spans, "GET"); len(a) != 1 || a[0].Parent.SpanID().String() != leaderSpan {
 		t.Errorf("%d attempt spans; want 1 under the leader's server span", len(a))
 	}
-}
-
-// fetchAsyncWith is fetchAsync with header pairs.
-func fetchAsyncWith(url string, header ...string) <-chan result {
-	ch := make(chan result, 1)
-	go func() {
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		resp.Body.Close()
-		ch <- result{status: resp.StatusCode, xcache: resp.Header.Get("X-Cache")}
-	}()
-	return ch
 }
 
 // TestTraceExemplars: a sampled request's exemplars on both duration

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,35 +26,10 @@ func noSecret(t *testing.T, where, text string) {
 	gatewaytest.NoSecret(t, where, text, secretKey, secretAccount)
 }
 
-// jsonLines decodes a process's log output; every line must be JSON.
-func jsonLines(t *testing.T, out string) []map[string]any {
-	t.Helper()
-	var lines []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		lines = append(lines, m)
-	}
-	return lines
-}
-
 // TestBadConfigNeverPrintsSecrets starts the gateway with the credentials
 // set and one bad setting, and checks that it exits non-zero with one line
 // naming the setting, and that neither output holds a credential.
 func TestBadConfigNeverPrintsSecrets(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	withSecrets := []string{"BLUETAPE_API_KEY=" + secretKey, "BLUETAPE_ACCOUNT_ID=" + secretAccount}
 	cases := map[string]struct {
 		env     []string
@@ -68,13 +40,13 @@ func TestBadConfigNeverPrintsSecrets(t *testing.T) {
 		"key in base URL": {append(withSecrets, "BLUETAPE_BASE_URL=https://user:"+secretKey+"@api.example.com/x"),
 			"BLUETAPE_BASE_URL"},
 		"unparsable base URL": {append(withSecrets, "BLUETAPE_BASE_URL=https://[::1"+secretKey+"/x"), "BLUETAPE_BASE_URL"},
-		"key set twice": {append(withSecrets, "BLUETAPE_API_KEY_FILE="+write("key", secretKey+"\n")),
+		"key set twice": {append(withSecrets, "BLUETAPE_API_KEY_FILE="+gatewaytest.TempFile(t, "key", secretKey+"\n")),
 			"BLUETAPE_API_KEY"},
-		"secret file of two lines": {[]string{"BLUETAPE_API_KEY_FILE=" + write("two-lines", secretKey+"\n"+secretKey+"\n"),
+		"secret file of two lines": {[]string{"BLUETAPE_API_KEY_FILE=" + gatewaytest.TempFile(t, "two-lines", secretKey+"\n"+secretKey+"\n"),
 			"BLUETAPE_ACCOUNT_ID=" + secretAccount}, "BLUETAPE_API_KEY_FILE"},
 		"key in redis URL":     {append(withSecrets, "GATEWAY_REDIS_URL=ftp://:"+secretKey+"@redis:6379"), "GATEWAY_REDIS_URL"},
 		"unparsable redis URL": {append(withSecrets, "GATEWAY_REDIS_URL=redis://:"+secretKey+"@[bad"), "GATEWAY_REDIS_URL"},
-		"config file with secrets and a bad setting": {[]string{"GATEWAY_CONFIG=" + write("config.yaml",
+		"config file with secrets and a bad setting": {[]string{"GATEWAY_CONFIG=" + gatewaytest.TempFile(t, "config.yaml",
 			"BLUETAPE_API_KEY: "+secretKey+"\nBLUETAPE_ACCOUNT_ID: "+secretAccount+"\nGATEWAY_UPSTREAM_TIMEOUT: soon\n")},
 			"GATEWAY_UPSTREAM_TIMEOUT"},
 		"bad setting at debug level": {append(withSecrets, "GATEWAY_LOG_LEVEL=debug", "GATEWAY_RATE_LIMIT=fast"),
@@ -82,8 +54,7 @@ func TestBadConfigNeverPrintsSecrets(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			env := append([]string{"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, tc.env...)
-			p := gatewaytest.Start(t, env, gateway.Path)
+			p := gatewaytest.Built.Run(t, tc.env)
 			err := p.Wait(t, 10*time.Second)
 			if _, ok := err.(*exec.ExitError); !ok {
 				t.Fatalf("exit %v; want a non-zero exit\nstdout:\n%s\nstderr:\n%s", err, p.Stdout, p.Stderr)
@@ -138,7 +109,7 @@ func TestErrorPathsNeverLogSecrets(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 
-	gw := gateway.Start(t, []string{
+	gw := gatewaytest.Built.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + upstream.URL + "/genericBthubService",
 		"BLUETAPE_API_KEY=" + secretKey, "BLUETAPE_ACCOUNT_ID=" + secretAccount,
 		"GATEWAY_UPSTREAM_TIMEOUT=300ms", "GATEWAY_LOG_LEVEL=debug",
@@ -156,7 +127,7 @@ func TestErrorPathsNeverLogSecrets(t *testing.T) {
 	gw.Stop(t)
 
 	var warnings int
-	for _, line := range jsonLines(t, gw.Stdout.String()) {
+	for _, line := range gatewaytest.JSONLines(t, gw.Stdout.String()) {
 		if line["level"] == "WARN" && line["msg"] == "request" {
 			warnings++
 		}
@@ -174,7 +145,7 @@ func TestErrorPathsNeverLogSecrets(t *testing.T) {
 func TestLogLevelWarn(t *testing.T) {
 	// At level warn the gateway does not log where it listens: give it
 	// the addresses.
-	gw := gateway.Start(t, []string{"GATEWAY_LOG_LEVEL=warn",
+	gw := gatewaytest.Built.Start(t, []string{"GATEWAY_LOG_LEVEL=warn",
 		"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, "-sandbox")
 	send(t, gw, []sent{
 		{method: "GET", path: "/customers/alice/signup", code: 200},
@@ -185,7 +156,7 @@ func TestLogLevelWarn(t *testing.T) {
 	})
 	gw.Stop(t)
 	var access []map[string]any
-	for _, line := range jsonLines(t, gw.Stdout.String()) {
+	for _, line := range gatewaytest.JSONLines(t, gw.Stdout.String()) {
 		if line["level"] == "INFO" || line["level"] == "DEBUG" {
 			t.Errorf("a %s line at level warn: %v", line["level"], line)
 		}

@@ -2,19 +2,13 @@ package e2e
 
 import (
 	"net/http"
-	"os"
 	"testing"
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
-// gateway is the gateway binary built once for every test, with the
-// version "e2e".
-var gateway gatewaytest.Binary
-
-func TestMain(m *testing.M) {
-	os.Exit(gateway.BuildAndRun(m, "-ldflags", "-X main.version=e2e"))
-}
+// TestMain builds the gateway once for every test, with the version "e2e".
+func TestMain(m *testing.M) { gatewaytest.Main(m, "-ldflags", "-X main.version=e2e") }
 
 // request sends method path to g's API with header pairs and
 // returns the status and the X-Request-Id answered.

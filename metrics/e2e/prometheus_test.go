@@ -49,7 +49,7 @@ func TestPrometheusScrapesGateway(t *testing.T) {
 	if err != nil {
 		t.Skip("prometheus not found in PATH: install it (Debian: apt-get install prometheus) to run this test")
 	}
-	gw := gateway.Start(t, []string{
+	gw := gatewaytest.Built.Start(t, []string{
 		"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=" + strconv.Itoa(anonymousBurst),
 		"GATEWAY_LOG_LEVEL=info",
 	}, "-sandbox")

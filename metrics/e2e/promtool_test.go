@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/bluetape/bluetape-gateway/metrics"
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
 // TestPromtoolCheckMetrics scrapes a running gateway after traffic of
@@ -22,7 +23,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	if err != nil {
 		t.Skip("promtool not found in PATH: install it (Debian: apt-get install prometheus) to run this test")
 	}
-	gw := gateway.Start(t, []string{"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=" + strconv.Itoa(anonymousBurst)}, "-sandbox")
+	gw := gatewaytest.Built.Start(t, []string{"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=" + strconv.Itoa(anonymousBurst)}, "-sandbox")
 	send(t, gw, anonymousTraffic)
 
 	exposition := scrape(t, gw, "")

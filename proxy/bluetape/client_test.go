@@ -1,7 +1,6 @@
 package bluetape
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -73,10 +72,10 @@ func answer(status int, body string) http.HandlerFunc {
 func TestFetchSendsOneRequestWithTheCredentials(t *testing.T) {
 	var got *http.Request
 	c, _ := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
-		got = r.Clone(context.Background())
+		got = r.Clone(r.Context())
 		answer(200, `{"signUpUrl": "https://www.bluetape.com/signup?id=97bee7a043b58084"}`)(w, r)
 	}, nil)
-	body, err := c.Fetch(context.Background(), "a.b~c", "req-1")
+	body, err := c.Fetch(t.Context(), "a.b~c", "req-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +120,7 @@ func TestFetchErrors(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			c, calls := newTestClient(t, tc.h, nil)
-			_, err := c.Fetch(context.Background(), "abc", "")
+			_, err := c.Fetch(t.Context(), "abc", "")
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("error %v (%T); want *Error", err, err)
@@ -146,7 +145,7 @@ func TestFetchRetriesTransientFailures(t *testing.T) {
 		}
 		answer(200, `{"signUpUrl": "https://a.example/"}`)(w, r)
 	}, nil)
-	if _, err := c.Fetch(context.Background(), "abc", ""); err != nil {
+	if _, err := c.Fetch(t.Context(), "abc", ""); err != nil {
 		t.Fatal(err)
 	}
 	if calls.Load() != 2 {
@@ -163,7 +162,7 @@ func TestFetchTimeoutIs504(t *testing.T) {
 		case <-release:
 		}
 	}, func(o *Options) { o.Timeout = 50 * time.Millisecond })
-	_, err := c.Fetch(context.Background(), "abc", "")
+	_, err := c.Fetch(t.Context(), "abc", "")
 	var e *Error
 	if !errors.As(err, &e) || e.Status != http.StatusGatewayTimeout || e.Outcome != "timeout" || !e.Failed() {
 		t.Fatalf("error %v; want a 504 with outcome timeout", err)
@@ -178,7 +177,7 @@ func TestFetchRefusedIs502(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	c, _ := newTestClient(t, answer(200, ``), func(o *Options) { o.BaseURL.Host = addr })
-	_, err = c.Fetch(context.Background(), "abc", "")
+	_, err = c.Fetch(t.Context(), "abc", "")
 	var e *Error
 	if !errors.As(err, &e) || e.Status != http.StatusBadGateway || e.Outcome != "error" {
 		t.Fatalf("error %v; want a 502 with outcome error", err)
@@ -195,13 +194,13 @@ func TestBreakerOpensAndRetryAfterFollowsTheClock(t *testing.T) {
 		o.Breaker = BreakerSettings{OpenFor: time.Hour, Trip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 2 }}
 	})
 	for range 2 {
-		if _, err := c.Fetch(context.Background(), "abc", ""); err == nil {
+		if _, err := c.Fetch(t.Context(), "abc", ""); err == nil {
 			t.Fatal("want an error")
 		}
 	}
 	before := calls.Load()
 	clock.Advance(20 * time.Minute)
-	_, err := c.Fetch(context.Background(), "abc", "")
+	_, err := c.Fetch(t.Context(), "abc", "")
 	var e *Error
 	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable || e.Outcome != "" || !errors.Is(err, errBreakerOpen) {
 		t.Fatalf("error %v; want the open breaker's 503", err)

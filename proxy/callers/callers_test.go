@@ -154,8 +154,8 @@ func TestParseSubjects(t *testing.T) {
 		rate      *float64
 		burst     *int
 	}{
-		{"system:serviceaccount:billing:billing-api", "billing-api", ptr(5.0), nil},
-		{"system:serviceaccount:reports:nightly", "reports", nil, ptr(3)},
+		{"system:serviceaccount:billing:billing-api", "billing-api", new(5.0), nil},
+		{"system:serviceaccount:reports:nightly", "reports", nil, new(3)},
 		{"0oa1b2c3d4e5f6g7h8i9", "partner-sync", nil, nil},
 	}
 	for _, tc := range cases {
@@ -190,8 +190,6 @@ func TestParseSubjects(t *testing.T) {
 		t.Errorf("Len %d; want 3", r.Len())
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func equalPtr[T comparable](a, b *T) bool {
 	return (a == nil) == (b == nil) && (a == nil || *a == *b)

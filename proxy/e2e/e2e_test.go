@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,11 +13,6 @@ import (
 
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
-
-// gateway is the gateway binary, built once by TestMain.
-var gateway gatewaytest.Binary
-
-func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m)) }
 
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
@@ -35,11 +29,13 @@ func get(url string) (int, string) {
 }
 
 // bluetape is a fake BlueTape: it answers ids with a signup URL, holds ids
-// starting with "held" until released, and records the keys it receives.
+// starting with "held" until released, and records the keys and the
+// trace context it receives.
 type bluetape struct {
 	*httptest.Server
 	mu          sync.Mutex
 	keys        map[string]int
+	traces      []traceContext
 	held        chan string
 	release     chan struct{}
 	releaseOnce sync.Once
@@ -53,6 +49,7 @@ func newBluetape(t *testing.T) *bluetape {
 		for _, k := range r.Header.Values("X-Bluetape-Key") {
 			b.keys[k]++
 		}
+		b.traces = append(b.traces, traceContext{r.Header.Get("Traceparent"), r.Header.Get("Tracestate")})
 		b.mu.Unlock()
 		if strings.HasPrefix(id, "held") {
 			b.held <- id
@@ -80,6 +77,16 @@ func (b *bluetape) seen(key string) int {
 	return b.keys[key]
 }
 
+// traceContext is the W3C trace context of one request to the fake.
+type traceContext struct{ parent, state string }
+
+// received returns the trace context of each request received so far.
+func (b *bluetape) received() []traceContext {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]traceContext(nil), b.traces...)
+}
+
 func (b *bluetape) base() string { return b.URL + "/genericBthubService" }
 
 // env is the environment of a gateway calling b with a fixed key and
@@ -95,7 +102,7 @@ func TestSecretFileRotation(t *testing.T) {
 	const key1, key2, account = "e2e-key-one-0b1c2d3e", "e2e-key-two-4f5a6b7c", "e2e-account-99"
 	up := newBluetape(t)
 	vol := gatewaytest.NewSecretVolume(t, map[string]string{"api-key": key1 + "\n", "account-id": account + "\n"})
-	g := gateway.Start(t, []string{
+	g := gatewaytest.Built.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + up.base(),
 		"BLUETAPE_API_KEY_FILE=" + vol.Path("api-key"),
 		"BLUETAPE_ACCOUNT_ID_FILE=" + vol.Path("account-id"),
@@ -144,7 +151,7 @@ func TestSecretFileRotation(t *testing.T) {
 		t.Errorf("readyz %d after a failed reload; want 200", status)
 	}
 	wantNotShown(t, g, metrics, key1, key2, account)
-	stopCleanly(t, g)
+	g.Stop(t)
 }
 
 // wantNotShown fails the test if one of secrets appears in g's output or
@@ -158,22 +165,13 @@ func wantNotShown(t *testing.T, g *gatewaytest.Gateway, metrics string, secrets 
 	}
 }
 
-// stopCleanly sends g SIGTERM and wants it to exit with status 0.
-func stopCleanly(t *testing.T, g *gatewaytest.Gateway) {
-	t.Helper()
-	g.Signal(t, syscall.SIGTERM)
-	if err := g.Wait(t, 15*time.Second); err != nil {
-		t.Errorf("exit after SIGTERM: %v; want status 0", err)
-	}
-}
-
 // SIGTERM: readiness fails at once while the API keeps answering for the
 // drain delay; then a request held in the upstream since before the
 // signal completes with 200, and the process exits 0.
 func TestGracefulShutdown(t *testing.T) {
 	up := newBluetape(t)
 	const drain = 2 * time.Second
-	g := gateway.Start(t, up.env(
+	g := gatewaytest.Built.Start(t, up.env(
 		"GATEWAY_UPSTREAM_TIMEOUT=30s",
 		"GATEWAY_DRAIN_DELAY="+drain.String(),
 		"GATEWAY_SHUTDOWN_TIMEOUT=20s",
@@ -238,7 +236,7 @@ func TestGracefulShutdown(t *testing.T) {
 // drain delay.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	up := newBluetape(t)
-	g := gateway.Start(t, up.env("GATEWAY_DRAIN_DELAY=60s"))
+	g := gatewaytest.Built.Start(t, up.env("GATEWAY_DRAIN_DELAY=60s"))
 	g.Signal(t, syscall.SIGTERM)
 	gatewaytest.WaitFor(t, 5*time.Second, "readyz to fail", func() bool {
 		status, _ := get(g.Admin + "/readyz")

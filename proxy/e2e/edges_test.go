@@ -24,7 +24,7 @@ func TestAdminTokenFile(t *testing.T) {
 	const token1, token2 = "e2e-admin-token-one-5a4b3c2d", "e2e-admin-token-two-9e8f7a6b"
 	up := newBluetape(t)
 	vol := gatewaytest.NewSecretVolume(t, map[string]string{"admin-token": token1 + "\n"})
-	g := gateway.Start(t, up.env("GATEWAY_ADMIN_TOKEN_FILE="+vol.Path("admin-token")))
+	g := gatewaytest.Built.Start(t, up.env("GATEWAY_ADMIN_TOKEN_FILE="+vol.Path("admin-token")))
 	if status, body := get(g.API + "/customers/c1/signup"); status != 200 {
 		t.Fatalf("status %d (%s); want 200", status, body)
 	}
@@ -66,13 +66,13 @@ func TestAdminTokenFile(t *testing.T) {
 		t.Errorf("log lines for the failed reload %v; want one naming GATEWAY_ADMIN_TOKEN_FILE", lines)
 	}
 	wantNotShown(t, g, metrics, token1, token2, "two words")
-	stopCleanly(t, g)
+	g.Stop(t)
 }
 
 // Without GATEWAY_ADMIN_TOKEN_FILE the admin actions are not served.
 func TestNoAdminTokenNoAdminActions(t *testing.T) {
 	up := newBluetape(t)
-	g := gateway.Start(t, up.env())
+	g := gatewaytest.Built.Start(t, up.env())
 	if s := adminDo(t, g, http.MethodDelete, "/cache/customers/c1", "anything"); s != http.StatusNotFound {
 		t.Errorf("DELETE: %d; want 404", s)
 	}

@@ -56,7 +56,7 @@ func TestServiceAccountTokens(t *testing.T) {
 		"GATEWAY_JWT_ISSUER=" + is.URL,
 		"GATEWAY_JWT_CA_FILE=" + ca,
 		"GATEWAY_JWT_AUTH_TOKEN_FILE=" + tokenFile,
-	}, gateway.Path)
+	}, gatewaytest.Built.Path)
 	apiURL, adminURL := "http://"+api, "http://"+admin
 
 	gatewaytest.WaitFor(t, 30*time.Second, "the admin listener to answer", func() bool {
@@ -138,7 +138,7 @@ func TestServiceAccountTokens(t *testing.T) {
 func TestServiceAccountTokensWithoutCallersFile(t *testing.T) {
 	is := identitytest.NewIssuer(t, identitytest.EC())
 	up := newBluetape(t)
-	g := gateway.Start(t, up.env(
+	g := gatewaytest.Built.Start(t, up.env(
 		"GATEWAY_JWT_ISSUER="+is.URL,
 		"GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=1",
 	))

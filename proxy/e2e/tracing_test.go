@@ -2,12 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,20 +24,9 @@ func TestTracesExported(t *testing.T) {
 		callerState  = "congo=t61rcWkgMzE"
 	)
 	rcv := otlptest.Start(t)
-	var mu sync.Mutex
-	var traceparents, tracestates []string
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		traceparents = append(traceparents, r.Header.Get("Traceparent"))
-		tracestates = append(tracestates, r.Header.Get("Tracestate"))
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"signUpUrl": "https://www.bluetape.com/signup?id=traced"}`)
-	}))
-	t.Cleanup(up.Close)
-
-	g := gateway.Start(t, []string{
-		"BLUETAPE_BASE_URL=" + up.URL + "/genericBthubService",
+	up := newBluetape(t)
+	g := gatewaytest.Built.Start(t, []string{
+		"BLUETAPE_BASE_URL=" + up.base(),
 		"BLUETAPE_API_KEY=" + key,
 		"BLUETAPE_ACCOUNT_ID=" + account,
 		"GATEWAY_SHUTDOWN_TIMEOUT=20s",
@@ -80,10 +65,7 @@ func TestTracesExported(t *testing.T) {
 		t.Fatalf("%d spans exported before shutdown; the batch processor should hold them", n)
 	}
 
-	g.Signal(t, syscall.SIGTERM)
-	if err := g.Wait(t, 30*time.Second); err != nil {
-		t.Fatalf("exit after SIGTERM: %v; want status 0", err)
-	}
+	g.Stop(t)
 	spans := rcv.WaitForSpans(t, 2, 10*time.Second)
 	server, attempt := otlptest.Named(spans, "GET /customers/{id}/signup"), otlptest.Named(spans, "GET")
 	if server == nil || attempt == nil {
@@ -102,16 +84,15 @@ func TestTracesExported(t *testing.T) {
 		t.Errorf("service.name %q; want bluetape-gateway", got)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(traceparents) != 1 {
-		t.Fatalf("upstream got %d requests; want 1", len(traceparents))
+	received := up.received()
+	if len(received) != 1 {
+		t.Fatalf("upstream got %d requests; want 1", len(received))
 	}
-	if want := fmt.Sprintf("00-%s-%s-01", callerTrace, attempt.SpanID()); traceparents[0] != want {
-		t.Errorf("upstream traceparent %q; want %q (the attempt span as parent)", traceparents[0], want)
+	if want := fmt.Sprintf("00-%s-%s-01", callerTrace, attempt.SpanID()); received[0].parent != want {
+		t.Errorf("upstream traceparent %q; want %q (the attempt span as parent)", received[0].parent, want)
 	}
-	if tracestates[0] != callerState {
-		t.Errorf("upstream tracestate %q; want the caller's", tracestates[0])
+	if received[0].state != callerState {
+		t.Errorf("upstream tracestate %q; want the caller's", received[0].state)
 	}
 
 	var line map[string]any

@@ -16,15 +16,21 @@ import (
 const mainPackage = "github.com/bluetape/bluetape-gateway"
 
 // Binary is the gateway command built for the process tests of one test
-// binary. Declare one at package level and build it from TestMain:
-//
-//	var gateway gatewaytest.Binary
-//
-//	func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m)) }
+// binary: Built, by Main.
 type Binary struct {
 	// Path is where the binary is; empty until BuildAndRun has built it.
 	Path string
 }
+
+// Built is the gateway built by Main for the tests of this test binary.
+var Built Binary
+
+// Main builds the gateway into Built with go build and flags, runs the
+// tests of m and exits, as BuildAndRun describes. A package whose tests
+// run the gateway calls it from TestMain:
+//
+//	func TestMain(m *testing.M) { gatewaytest.Main(m) }
+func Main(m *testing.M, flags ...string) { os.Exit(Built.BuildAndRun(m, flags...)) }
 
 // BuildAndRun builds the gateway with go build and flags (for example
 // "-race") into a new temporary directory, runs the tests of m, removes
@@ -69,16 +75,26 @@ type Gateway struct {
 func (b *Binary) Start(t testing.TB, env []string, args ...string) *Gateway {
 	t.Helper()
 	for try := 1; ; try++ {
-		full := append([]string{"GATEWAY_LISTEN_ADDR=" + FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + FreeAddr(t)}, env...)
-		g := &Gateway{Process: Start(t, full, b.Path, args...)}
-		g.API = "http://" + lastValue(full, "GATEWAY_LISTEN_ADDR")
-		g.Admin = "http://" + lastValue(full, "GATEWAY_ADMIN_ADDR")
+		g := b.Run(t, env, args...)
 		if g.waitReady(t) {
 			return g
 		}
 		if try == 3 || !strings.Contains(g.Output(), "address already in use") {
 			t.Fatalf("the gateway exited at start (%v):\n%s", g.Err(), g.Output())
 		}
+	}
+}
+
+// Run runs the gateway with args and env as Start does, on two free
+// ports unless env sets the addresses, without waiting for it to be ready:
+// for a gateway expected to exit, or watched by the test from its start.
+func (b *Binary) Run(t testing.TB, env []string, args ...string) *Gateway {
+	t.Helper()
+	full := append([]string{"GATEWAY_LISTEN_ADDR=" + FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + FreeAddr(t)}, env...)
+	return &Gateway{
+		Process: Start(t, full, b.Path, args...),
+		API:     "http://" + lastValue(full, "GATEWAY_LISTEN_ADDR"),
+		Admin:   "http://" + lastValue(full, "GATEWAY_ADMIN_ADDR"),
 	}
 }
 

@@ -30,12 +30,6 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/openapi"
 )
 
-// gateway is the gateway binary, built once by TestMain: the tests here
-// drive it through its external contract only (environment, ports, HTTP).
-var gateway gatewaytest.Binary
-
-func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m)) }
-
 // callerToken is the static token of the one caller in the callers file.
 const callerToken = "caller-token-for-the-openapi-tests"
 
@@ -187,10 +181,10 @@ func startGateways(t *testing.T) map[string]*gatewaytest.Gateway {
 	iss, token := issuer(t, "system:serviceaccount:elsewhere:unlisted")
 	jwtUnlistedSubject = token
 	return map[string]*gatewaytest.Gateway{
-		"open":    gateway.Start(t, base),
-		"auth":    gateway.Start(t, append(base, "GATEWAY_CALLERS_FILE="+callers)),
-		"limited": gateway.Start(t, append(base, "GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=1")),
-		"jwt":     gateway.Start(t, append(base, "GATEWAY_CALLERS_FILE="+callers, "GATEWAY_JWT_ISSUER="+iss)),
+		"open":    gatewaytest.Built.Start(t, base),
+		"auth":    gatewaytest.Built.Start(t, append(base, "GATEWAY_CALLERS_FILE="+callers)),
+		"limited": gatewaytest.Built.Start(t, append(base, "GATEWAY_RATE_LIMIT=0.001", "GATEWAY_RATE_BURST=1")),
+		"jwt":     gatewaytest.Built.Start(t, append(base, "GATEWAY_CALLERS_FILE="+callers, "GATEWAY_JWT_ISSUER="+iss)),
 	}
 }
 
@@ -286,7 +280,7 @@ func TestAnswersConformToDocument(t *testing.T) {
 
 // TestAdminServesDocument checks GET /openapi.yaml on the admin listener.
 func TestAdminServesDocument(t *testing.T) {
-	gw := gateway.Start(t, []string{"BLUETAPE_BASE_URL=http://127.0.0.1:1", "BLUETAPE_API_KEY=k", "BLUETAPE_ACCOUNT_ID=a"})
+	gw := gatewaytest.Built.Start(t, []string{"BLUETAPE_BASE_URL=http://127.0.0.1:1", "BLUETAPE_API_KEY=k", "BLUETAPE_ACCOUNT_ID=a"})
 	resp, err := client.Get(gw.Admin + "/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -4,11 +4,11 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 	"github.com/bluetape/bluetape-gateway/proxy/openapi"
 )
 
@@ -56,19 +56,11 @@ func main() {
 // temporary directory, builds it, and uses it against a running gateway.
 func TestGeneratedClient(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) {
-		t.Helper()
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("go.mod", "module example.com/caller\n\ngo 1.26\n")
-	write("openapi.yaml", string(openapi.Document()))
-	write("main.go", clientProgram)
+	gatewaytest.WriteFiles(t, dir, map[string]string{
+		"go.mod":       "module example.com/caller\n\ngo 1.26\n",
+		"openapi.yaml": string(openapi.Document()),
+		"main.go":      clientProgram,
+	})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

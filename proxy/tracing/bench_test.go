@@ -18,11 +18,8 @@ import (
 // "none" is the same loop without tracing; "sampled" is for reference
 // (1% of new traces by default).
 func BenchmarkServerSpan(b *testing.B) {
-	for _, k := range []string{"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER"} {
-		b.Setenv(k, "")
-	}
 	// Export is configured; only the sampled case reaches the receiver.
-	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlptest.Start(b).HTTPEndpoint)
+	otlptest.SetEnv(b, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": otlptest.Start(b).HTTPEndpoint})
 	tr, shutdown, err := Setup(context.Background(), Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -20,7 +20,7 @@ func TestExportOTLP(t *testing.T) {
 		{"grpc", rcv.GRPCEndpoint},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
-			unsetOTel(t)
+			otlptest.SetEnv(t, nil)
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", tc.endpoint)
 			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", tc.protocol)
 			t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-tenant=gateways")
@@ -69,7 +69,7 @@ func TestExportOTLP(t *testing.T) {
 
 func TestServiceNameFromEnv(t *testing.T) {
 	rcv := otlptest.Start(t)
-	unsetOTel(t)
+	otlptest.SetEnv(t, nil)
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", rcv.HTTPEndpoint+"/v1/traces")
 	t.Setenv("OTEL_SERVICE_NAME", "gateway-eu")
 	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")

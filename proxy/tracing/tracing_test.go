@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluetape/bluetape-gateway/proxy/tracing/otlptest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -24,19 +25,6 @@ const (
 	callerState  = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 	secretToken  = "s3cr3t-bearer-token-value"
 )
-
-// unsetOTel clears every OTEL_ variable for the test, so that the
-// machine's environment cannot change what it sees.
-func unsetOTel(t *testing.T) {
-	for _, k := range []string{
-		"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
-		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
-		"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_HEADERS",
-	} {
-		t.Setenv(k, "")
-	}
-}
 
 // traceIDWithRatio returns a trace id that TraceIDRatioBased samples
 // exactly at ratios above r (it compares the id's last 8 bytes, shifted
@@ -145,7 +133,7 @@ func TestPropagation(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			unsetOTel(t)
+			otlptest.SetEnv(t, nil)
 			tr, exp := newTestTracer(t, nil)
 			up, logTrace, logSpan := serve(tr, apiRequest(tc.header), 1)
 			tid, parent, _ := parseTraceparent(t, up[0].Get("Traceparent"))
@@ -184,7 +172,7 @@ func TestPropagation(t *testing.T) {
 }
 
 func TestSpanContent(t *testing.T) {
-	unsetOTel(t)
+	otlptest.SetEnv(t, nil)
 	tr, exp := newTestTracer(t, nil)
 	r := apiRequest(map[string]string{"Traceparent": callerParent, "X-Request-Id": "rid-1"})
 	up, _, _ := serve(tr, r, 2)
@@ -252,7 +240,7 @@ func TestSpanContent(t *testing.T) {
 // TestNoSecretsOrIDsInSpans: whatever the request carries, spans hold no
 // header value, no path and no customer id.
 func TestNoSecretsOrIDsInSpans(t *testing.T) {
-	unsetOTel(t)
+	otlptest.SetEnv(t, nil)
 	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 	tr, exp := newTestTracer(t, nil)
 	r := apiRequest(map[string]string{"X-Bluetape-Key": "caller-sent-key", "Cookie": "session=abc"})
@@ -297,7 +285,7 @@ func TestNoSecretsOrIDsInSpans(t *testing.T) {
 }
 
 func TestWaitLinksLeader(t *testing.T) {
-	unsetOTel(t)
+	otlptest.SetEnv(t, nil)
 	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 	tr, exp := newTestTracer(t, nil)
 	lctx, leader := tr.StartServer(context.Background(), apiRequest(nil))
@@ -320,7 +308,7 @@ func TestWaitLinksLeader(t *testing.T) {
 }
 
 func TestUnmatchedAndOddMethods(t *testing.T) {
-	unsetOTel(t)
+	otlptest.SetEnv(t, nil)
 	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 	tr, exp := newTestTracer(t, nil)
 	r := httptest.NewRequest("BREW", "/no/such/path/cust-42", nil)
@@ -357,10 +345,7 @@ func TestSampler(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			unsetOTel(t)
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
+			otlptest.SetEnv(t, tc.env)
 			tr, exp := newTestTracer(t, &tc.tid)
 			h := map[string]string{}
 			if tc.parent != "" {
@@ -392,10 +377,7 @@ func TestSetupErrors(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			unsetOTel(t)
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
+			otlptest.SetEnv(t, tc.env)
 			_, _, err := Setup(t.Context(), Options{})
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("got %v; want %q", err, tc.want)
@@ -437,10 +419,7 @@ func TestPropagationWithoutExport(t *testing.T) {
 		{},
 		{"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"},
 	} {
-		unsetOTel(t)
-		for k, v := range env {
-			t.Setenv(k, v)
-		}
+		otlptest.SetEnv(t, env)
 		tr, shutdown, err := Setup(t.Context(), Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -509,7 +488,7 @@ func TestSplitHostPort(t *testing.T) {
 // time, only when it is sampled.
 func TestCacheHitSpan(t *testing.T) {
 	for _, sampled := range []bool{false, true} {
-		unsetOTel(t)
+		otlptest.SetEnv(t, nil)
 		if sampled {
 			t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 		} else {

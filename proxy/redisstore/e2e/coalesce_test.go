@@ -32,7 +32,7 @@ func TestSlowUpstreamManyColdIDsTwoReplicas(t *testing.T) {
 	// the election splits them is not fixed): the upstream cap is raised
 	// above that, so that every refusal seen here is shared mode's.
 	for range 2 {
-		replicas = append(replicas, gateway.Start(t, env(up, "GOMAXPROCS=1", "GATEWAY_REDIS_URL="+srv.URL(),
+		replicas = append(replicas, gatewaytest.Built.Start(t, env(up, "GOMAXPROCS=1", "GATEWAY_REDIS_URL="+srv.URL(),
 			"GATEWAY_UPSTREAM_MAX_IN_FLIGHT=400")))
 	}
 	waitSubscribed(t, rdb, len(replicas))

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,10 +19,7 @@ import (
 	"github.com/bluetape/bluetape-gateway/proxy/gatewaytest"
 )
 
-// gateway is the gateway binary, built once by TestMain.
-var gateway gatewaytest.Binary
-
-func TestMain(m *testing.M) { os.Exit(gateway.BuildAndRun(m)) }
+func TestMain(m *testing.M) { gatewaytest.Main(m) }
 
 // The credentials the replicas send upstream.
 const (

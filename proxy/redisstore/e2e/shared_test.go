@@ -29,7 +29,7 @@ func TestInvalidEntriesInRedisAreMisses(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := rawClient(t, srv.Addr, "")
 	up := newUpstream(t, 0)
-	g := gateway.Start(t, env(up, "GATEWAY_REDIS_URL="+srv.URL()))
+	g := gatewaytest.Built.Start(t, env(up, "GATEWAY_REDIS_URL="+srv.URL()))
 
 	long := "https://www.bluetape.com/signup?id=" + strings.Repeat("a", 60<<10)
 	values := map[string]string{
@@ -75,7 +75,7 @@ func TestInvalidEntriesInRedisAreMisses(t *testing.T) {
 func TestDegradedGauge(t *testing.T) {
 	srv := redistest.Start(t)
 	up := newUpstream(t, 0)
-	g := gateway.Start(t, env(up, "GATEWAY_REDIS_URL="+srv.URL()))
+	g := gatewaytest.Built.Start(t, env(up, "GATEWAY_REDIS_URL="+srv.URL()))
 	if v, ok := metric(t, g, metrics.RedisDegraded); !ok || v != 0 {
 		t.Fatalf("%s = %v (present %v); want 0", metrics.RedisDegraded, v, ok)
 	}
@@ -95,7 +95,7 @@ func TestDegradedGauge(t *testing.T) {
 		return v == 0
 	})
 
-	local := gateway.Start(t, env(up))
+	local := gatewaytest.Built.Start(t, env(up))
 	if _, ok := metric(t, local, metrics.RedisDegraded); ok {
 		t.Errorf("%s is exported without GATEWAY_REDIS_URL", metrics.RedisDegraded)
 	}
@@ -114,7 +114,7 @@ func TestRedisURLFileRotates(t *testing.T) {
 	secondClient := rawClient(t, second.Addr, password)
 	vol := gatewaytest.NewSecretVolume(t, map[string]string{"redis-url": first.URL() + "\n"})
 	up := newUpstream(t, 0)
-	g := gateway.Start(t, env(up, "GATEWAY_REDIS_URL_FILE="+vol.Path("redis-url")))
+	g := gatewaytest.Built.Start(t, env(up, "GATEWAY_REDIS_URL_FILE="+vol.Path("redis-url")))
 
 	has := func(rdbExists func(key string) bool, id string) bool {
 		return rdbExists("bluetape-gateway:v1:cache:" + id)

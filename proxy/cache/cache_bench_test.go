@@ -104,7 +104,7 @@ func BenchmarkEntryBytes(b *testing.B) {
 	keyURL := float64(16 + len(signupPrefix) + 16)
 	var perEntry float64
 	for i := 0; i < b.N; i++ {
-		perEntry = heapPerEntry(n)
+		perEntry = heapPerEntry(n, 0)
 	}
 	b.ReportMetric(perEntry, "B/entry")
 	b.ReportMetric(perEntry/keyURL, "x-key+url")
@@ -115,12 +115,15 @@ func BenchmarkEntryBytes(b *testing.B) {
 // heap bytes held per entry, the cache's own structures included: ids
 // built per request and then cloned, bodies allocated as the gateway
 // encodes them.
-func heapPerEntry(n int) float64 {
+//
+// churn more new ids then replace the oldest ones, as a cache at its bound
+// lives: each evicts one entry.
+func heapPerEntry(n, churn int) float64 {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	c := benchCache(n)
-	for i := 0; i < n; i++ {
+	for i := 0; i < n+churn; i++ {
 		c.SetFound(hexID(uint64(i)), signupBody(hexID(uint64(i)+1<<40)))
 	}
 	runtime.GC()

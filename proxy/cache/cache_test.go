@@ -46,7 +46,7 @@ func checkInvariants(t *testing.T, c *Cache) {
 				t.Fatalf("entry %q is listed twice", e.key())
 			}
 			seen[e] = true
-			v, ok := c.items.Get(e.key())
+			v, ok := c.items.Load().Get(e.key())
 			if !ok || v.(*Entry) != e {
 				t.Fatalf("listed entry %q is not the one go-cache holds", e.key())
 			}
@@ -60,7 +60,7 @@ func checkInvariants(t *testing.T, c *Cache) {
 			t.Fatalf("list counts %d entries; holds %d", l.n, n)
 		}
 	}
-	if got := c.items.ItemCount(); got != len(seen) {
+	if got := c.items.Load().ItemCount(); got != len(seen) {
 		t.Fatalf("go-cache holds %d entries; the lists %d", got, len(seen))
 	}
 	if len(seen) > c.opts.MaxEntries {
@@ -245,7 +245,7 @@ func TestBoundHoldsUnderDistinctIDs(t *testing.T) {
 		if n := c.Len(); n > max {
 			t.Fatalf("after %d ids Len() = %d; want at most %d", i+1, n, max)
 		}
-		if n := c.items.ItemCount(); n > max {
+		if n := c.items.Load().ItemCount(); n > max {
 			t.Fatalf("after %d ids go-cache holds %d; want at most %d", i+1, n, max)
 		}
 	}
@@ -302,7 +302,7 @@ func TestExpiredEntriesGoBeforeLiveOnes(t *testing.T) {
 	c.SetFound("q", body("q"))
 	wantState(t, c, "n", Fresh)
 	wantState(t, c, "p", Fresh)
-	if n := c.items.ItemCount(); n != 3 {
+	if n := c.items.Load().ItemCount(); n != 3 {
 		t.Fatalf("go-cache holds %d; want 3", n)
 	}
 	clk.Advance(negativeTTL)
@@ -359,7 +359,7 @@ func TestSweep(t *testing.T) {
 	fill(c, "n", 3, true)
 	clk.Advance(negativeTTL)
 	c.Sweep()
-	if n := c.items.ItemCount(); n != 0 {
+	if n := c.items.Load().ItemCount(); n != 0 {
 		t.Fatalf("go-cache still holds %d expired entries", n)
 	}
 }
@@ -455,15 +455,63 @@ func TestMemoryFlatUnderFlood(t *testing.T) {
 	runtime.KeepAlive(c)
 }
 
-// A guard on the cost of an entry; BenchmarkEntryBytes reports it.
+// TestCompactKeepsEveryEntry churns a full cache through several
+// rebuilds of go-cache's map, with lookups running beside the writes, and
+// checks that the map is rebuilt and that every entry held is found, with
+// its body, and every evicted one is not.
+func TestCompactKeepsEveryEntry(t *testing.T) {
+	const max = 2000
+	c, _ := newCache(t, max)
+	first := c.items.Load()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // lookups while the map is swapped
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+				c.Get(fmt.Sprintf("id-%d", i%(5*max)))
+			}
+		}
+	}()
+	for i := range 5 * max {
+		id := fmt.Sprintf("id-%d", i)
+		c.SetFound(id, []byte(`{"signUpUrl":"https://a/`+id+`"}`))
+	}
+	close(stop)
+	<-done
+	if c.items.Load() == first {
+		t.Fatal("8,000 evictions from 2,000 entries did not rebuild the map")
+	}
+	for i := range 5 * max {
+		id := fmt.Sprintf("id-%d", i)
+		e, state := c.Get(id)
+		switch {
+		case i < 4*max && state != Miss:
+			t.Fatalf("%s: state %v; want Miss, it was evicted", id, state)
+		case i >= 4*max && state != Fresh:
+			t.Fatalf("%s: state %v; want Fresh", id, state)
+		case i >= 4*max && string(e.Body) != `{"signUpUrl":"https://a/`+id+`"}`:
+			t.Fatalf("%s: body %s", id, e.Body)
+		}
+	}
+}
+
+// A guard on the cost of an entry, also in a cache at its bound whose
+// entries were replaced (the churn counts end just before a rebuild of
+// go-cache's map, or between two); BenchmarkEntryBytes reports it.
 func TestEntryMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills a cache with 100k entries")
 	}
 	const limit = 215
-	if b := heapPerEntry(100_000); b > limit {
-		t.Errorf("an entry costs %.1f heap bytes; want at most %d", b, limit)
-	} else {
-		t.Logf("an entry costs %.1f heap bytes", b)
+	for _, churn := range []int{0, 24_000, 150_000, 199_000} {
+		if b := heapPerEntry(100_000, churn); b > limit {
+			t.Errorf("after %d evictions, an entry costs %.1f heap bytes; want at most %d", churn, b, limit)
+		} else {
+			t.Logf("after %d evictions, an entry costs %.1f heap bytes", churn, b)
+		}
 	}
 }

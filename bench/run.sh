@@ -395,9 +395,18 @@ start floor "$SERVER_CPU" env GOMAXPROCS=1 "$WORK/bin/bench-tool" floor -addr "1
 PORT[floor]=$port CPU_PIDS[floor]=$PID MEM_PIDS[floor]=$PID
 wait_http "http://127.0.0.1:$port/customers/x/signup"
 
+# The floor again, sent the JWT variant's Authorization header: what reading
+# a header of about 1 KB costs net/http itself, apart from the gateway's work.
+port=$(free_port)
+log "floor-jwt on 127.0.0.1:$port"
+start floor-jwt "$SERVER_CPU" env GOMAXPROCS=1 "$WORK/bin/bench-tool" floor -addr "127.0.0.1:$port"
+PORT[floor-jwt]=$port CPU_PIDS[floor-jwt]=$PID MEM_PIDS[floor-jwt]=$PID HDR[floor-jwt]=${HDR[gateway-jwt]}
+TITLE[floor-jwt]="floor sent the JWT variant's header"
+wait_http "http://127.0.0.1:$port/customers/x/signup"
+
 read -r -a PEER_LIST <<<"$PEERS"
 PROXIES=(gateway "${PEER_LIST[@]}")               # every scenario
-HOT_SERVERS=(gateway "${VARIANTS[@]}" "${PEER_LIST[@]}" floor)
+HOT_SERVERS=(gateway "${VARIANTS[@]}" "${PEER_LIST[@]}" floor floor-jwt)
 
 # ---------------------------------------------------------------- scenarios
 # curl_get NAME PATH [curl args...]: prints the body, a newline and the status.
@@ -636,7 +645,7 @@ CPU_PIDS[direct]=$UPSTREAM_PID
 log "checking every server's answers and the credentials the upstream receives"
 log "hot: warming 1,000 ids"
 for name in "${HOT_SERVERS[@]}"; do
-	[[ $name == floor ]] && continue
+	[[ $name == floor* ]] && continue
 	warm "$name"
 	R[$name.rss_warm_kb]=$(sum_rss_kb ${MEM_PIDS[$name]})
 	verify "$name"
@@ -783,6 +792,11 @@ TABLE=$(
 	row "flood: entries kept at the end" flood.entries raw ᵃ
 	row "flood: RSS at the end, MiB" flood.rss_end_kb mib ᵃ
 	for v in "${VARIANTS[@]}"; do variant_row "$v"; done
+	line="| hot, ${TITLE[floor-jwt]}: req/s (× floor), p50 / p99 ms, CPU µs/req (× floor) | –ᶜ |"
+	for s in "${COLUMNS_T[@]:1:${#COLUMNS_T[@]}-2}"; do line+=" –ᶜ |"; done
+	line+=" $(fmt n "${R[floor-jwt.hot.rps]}") ($(ratio "${R[floor-jwt.hot.rps]}" "${R[floor.hot.rps]}")×), $(fmt ms "${R[floor-jwt.hot.p50_us]}") / $(fmt ms "${R[floor-jwt.hot.p99_us]}"), ${R[floor-jwt.hot.cpu_us_per_req]} ($(ratio "${R[floor.hot.cpu_us_per_req]}" "${R[floor-jwt.hot.cpu_us_per_req]}")×) |"
+	for s in "${COLUMNS_T[@]:1}"; do line+="  |"; done
+	echo "$line"
 )
 {
 	echo
@@ -802,7 +816,7 @@ TABLE=$(
 	for s in "${PROXIES[@]}"; do line+=" ${TITLE[$s]} ${R[$s.notfound_calls]},"; done
 	echo "${line%,} (1: the 404 is cached)."
 	line="Upstream calls during the hot runs:"
-	for s in "${HOT_SERVERS[@]}"; do [[ $s == floor ]] || line+=" ${TITLE[$s]} ${R[$s.hot.upstream_calls]},"; done
+	for s in "${HOT_SERVERS[@]}"; do [[ $s == floor* ]] || line+=" ${TITLE[$s]} ${R[$s.hot.upstream_calls]},"; done
 	echo "${line%,}."
 	echo "Upstream calls refused for bad credential headers: ${R[unauthorized]} (should be 0). OTLP exports received from the tracing variant: ${R[trace_exports]}."
 	if has_peer varnish; then

@@ -145,8 +145,9 @@ func TestErrorPathsNeverLogSecrets(t *testing.T) {
 func TestLogLevelWarn(t *testing.T) {
 	// At level warn the gateway does not log where it listens: give it
 	// the addresses.
+	addrs := gatewaytest.FreeAddrs(t, 2)
 	gw := gatewaytest.Built.Start(t, []string{"GATEWAY_LOG_LEVEL=warn",
-		"GATEWAY_LISTEN_ADDR=" + gatewaytest.FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + gatewaytest.FreeAddr(t)}, "-sandbox")
+		"GATEWAY_LISTEN_ADDR=" + addrs[0], "GATEWAY_ADMIN_ADDR=" + addrs[1]}, "-sandbox")
 	send(t, gw, []sent{
 		{method: "GET", path: "/customers/alice/signup", code: 200},
 		{method: "GET", path: "/customers/alice/signup", code: 200},

@@ -144,26 +144,35 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &prometheus{addr: gatewaytest.FreeAddr(t)}
-	p.Process = gatewaytest.Start(t, nil, bin,
-		"--config.file="+config,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+p.addr,
-		"--enable-feature=exemplar-storage",
-		"--log.level=warn",
-	)
-	gatewaytest.WaitFor(t, 30*time.Second, "Prometheus to be ready", func() bool {
-		if p.Exited() {
-			t.Fatalf("prometheus exited: %v\n%s", p.Err(), p.Stderr)
+	// The port was free when chosen; another process may take it first,
+	// so a start that finds it taken is tried again on another.
+	for try := 1; ; try++ {
+		p := &prometheus{addr: gatewaytest.FreeAddr(t)}
+		p.Process = gatewaytest.Start(t, nil, bin,
+			"--config.file="+config,
+			"--storage.tsdb.path="+filepath.Join(dir, "data"),
+			"--web.listen-address="+p.addr,
+			"--enable-feature=exemplar-storage",
+			"--log.level=warn",
+		)
+		gatewaytest.WaitFor(t, 30*time.Second, "Prometheus to be ready", func() bool {
+			if p.Exited() {
+				return true
+			}
+			resp, err := http.Get("http://" + p.addr + "/-/ready")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+		if !p.Exited() {
+			return p
 		}
-		resp, err := http.Get("http://" + p.addr + "/-/ready")
-		if err != nil {
-			return false
+		if try == 3 || !strings.Contains(p.Output(), "address already in use") {
+			t.Fatalf("prometheus exited: %v\n%s", p.Err(), p.Output())
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return p
+	}
 }
 
 // get reads an API path of Prometheus.

@@ -48,7 +48,8 @@ func TestServiceAccountTokens(t *testing.T) {
     token_sha256: `+sha256Hex(staticToken)+`
 `)
 	up := newBluetape(t)
-	api, admin := gatewaytest.FreeAddr(t), gatewaytest.FreeAddr(t)
+	addrs := gatewaytest.FreeAddrs(t, 2)
+	api, admin := addrs[0], addrs[1]
 	g := gatewaytest.Start(t, []string{
 		"BLUETAPE_BASE_URL=" + up.base(), "BLUETAPE_API_KEY=e2e-key", "BLUETAPE_ACCOUNT_ID=e2e-account",
 		"GATEWAY_LISTEN_ADDR=" + api, "GATEWAY_ADMIN_ADDR=" + admin,

@@ -90,7 +90,8 @@ func (b *Binary) Start(t testing.TB, env []string, args ...string) *Gateway {
 // for a gateway expected to exit, or watched by the test from its start.
 func (b *Binary) Run(t testing.TB, env []string, args ...string) *Gateway {
 	t.Helper()
-	full := append([]string{"GATEWAY_LISTEN_ADDR=" + FreeAddr(t), "GATEWAY_ADMIN_ADDR=" + FreeAddr(t)}, env...)
+	addrs := FreeAddrs(t, 2)
+	full := append([]string{"GATEWAY_LISTEN_ADDR=" + addrs[0], "GATEWAY_ADMIN_ADDR=" + addrs[1]}, env...)
 	return &Gateway{
 		Process: Start(t, full, b.Path, args...),
 		API:     "http://" + lastValue(full, "GATEWAY_LISTEN_ADDR"),

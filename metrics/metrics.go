@@ -217,12 +217,11 @@ const (
 // label keeps to its fixed set.
 func (m *Metrics) upstreamSeries(outcome string) *codeSeries {
 	i, label := outcomeError, "error"
-	switch {
+	switch code, err := strconv.Atoi(outcome); {
 	case outcome == "timeout":
 		i, label = outcomeTimeout, outcome
-	case validOutcome(outcome) && outcome != "error":
-		i, _ = strconv.Atoi(outcome) // 100 to 599
-		label = outcome
+	case err == nil && validOutcome(outcome): // a status, 100 to 599
+		i, label = code, outcome
 	}
 	if s := m.byOutcome[i].Load(); s != nil {
 		return s

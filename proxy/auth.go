@@ -145,17 +145,12 @@ func policyHeader(p ratelimit.Policy) string {
 	return string(b)
 }
 
-// limitHeader is the RateLimit field: the policy's name with r, the whole
-// requests left, and t, the effective window in whole seconds. When the
-// request is refused, t is the Retry-After delay (the draft asks that
-// Retry-After not end before the window does); otherwise it is the time
-// until the bucket is full again. Spreading r requests over t seconds
-// never meets a refusal.
-func limitHeader(d ratelimit.Decision) string {
-	r, t := limitFields(d)
-	return formatLimit(r, t)
-}
-
+// limitFields are the RateLimit field's parameters: r, the whole requests
+// left, and t, the effective window in whole seconds. When the request is
+// refused, t is the Retry-After delay (the draft asks that Retry-After not
+// end before the window does); otherwise it is the time until the bucket
+// is full again. Spreading r requests over t seconds never meets a
+// refusal.
 func limitFields(d ratelimit.Decision) (r, t int) {
 	w := d.Reset
 	if !d.Allowed {
@@ -167,10 +162,7 @@ func limitFields(d ratelimit.Decision) (r, t int) {
 	return d.Remaining, t
 }
 
-func formatLimit(r, t int) string {
-	return string(appendLimit(make([]byte, 0, 32), r, t))
-}
-
+// appendLimit appends the RateLimit field: the policy's name with r and t.
 func appendLimit(b []byte, r, t int) []byte {
 	b = append(b, policyName...)
 	b = append(b, ";r="...)
@@ -179,7 +171,7 @@ func appendLimit(b []byte, r, t int) []byte {
 	return strconv.AppendInt(b, int64(t), 10)
 }
 
-// limitValue is limitHeader's value as a header map's value. The values
+// limitValue is the RateLimit field as a header map's value. The values
 // of small r and t, which are nearly all of them, are made once and then
 // shared by every answer that carries them, like jsonContentType: a
 // cache hit's RateLimit field then costs no allocation. Others take one.

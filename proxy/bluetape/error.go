@@ -44,19 +44,26 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ErrorOf returns the *Error in err's chain of Unwrap, or nil. It is
-// errors.As for this one type, without the allocation errors.As makes
-// for its target on every miss.
+// ErrorOf returns the first *Error in err's tree, as errors.As finds it,
+// or nil: errors.As for this one type, without the allocation errors.As
+// makes for its target on every miss.
 func ErrorOf(err error) *Error {
 	for err != nil {
-		if e, ok := err.(*Error); ok {
-			return e
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
+		switch x := err.(type) {
+		case *Error:
+			return x
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, err := range x.Unwrap() {
+				if e := ErrorOf(err); e != nil {
+					return e
+				}
+			}
+			return nil
+		default:
 			return nil
 		}
-		err = u.Unwrap()
 	}
 	return nil
 }

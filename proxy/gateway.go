@@ -190,15 +190,18 @@ const headerRequestID = "X-Request-Id"
 // header value in one allocation.
 func setRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		v := c.Request().Header[headerRequestID]
-		if len(v) > 0 && v[0] != "" && saneRequestID(v[0]) {
-			v = v[:1:1]
-		} else {
-			v = newRequestIDValue()
-		}
-		c.Response().Header()[headerRequestID] = v
+		c.Response().Header()[headerRequestID] = requestIDValue(c)
 		return next(c)
 	}
+}
+
+// requestIDValue is the X-Request-Id value c's answer carries: the
+// caller's own when it is sane, else a new one.
+func requestIDValue(c echo.Context) []string {
+	if v := c.Request().Header[headerRequestID]; len(v) > 0 && v[0] != "" && saneRequestID(v[0]) {
+		return v[:1:1]
+	}
+	return newRequestIDValue()
 }
 
 // requestID returns the answer's request id, read by its canonical key
@@ -210,8 +213,8 @@ func requestID(c echo.Context) string {
 	return ""
 }
 
-// newRequestIDValue returns a header value holding a new request id (as
-// newRequestID makes them), the value and the id in one allocation.
+// newRequestIDValue returns a header value holding a new request id, 128
+// random bits in hex, the value and the id in one allocation.
 func newRequestIDValue() []string {
 	r := new(struct {
 		v  [1]string
@@ -228,15 +231,9 @@ func newRequestIDValue() []string {
 // ensureRequestID sets X-Request-Id on an answer that no route's
 // middleware handled, with the same rule as the route's.
 func ensureRequestID(c echo.Context) {
-	rh := c.Response().Header()
-	if rh.Get(headerRequestID) != "" {
-		return
+	if requestID(c) == "" {
+		c.Response().Header()[headerRequestID] = requestIDValue(c)
 	}
-	id := c.Request().Header.Get(headerRequestID)
-	if id == "" || !saneRequestID(id) {
-		id = newRequestID()
-	}
-	rh.Set(headerRequestID, id)
 }
 
 // ipExtractor believes X-Forwarded-For only from the trusted networks:

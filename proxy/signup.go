@@ -2,9 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -257,14 +254,4 @@ func (g *Gateway) finish(c echo.Context, st *requestState, err error) error {
 	g.access.write(c, st, status, d, rid, tid, sid, ae)
 	st.trace.End(tracing.ServerResult{Status: status, Caller: st.caller, Cache: st.cache, Shared: st.shared})
 	return nil
-}
-
-// newRequestID returns 128 random bits in hex, in one allocation.
-func newRequestID() string {
-	var raw [16]byte
-	binary.LittleEndian.PutUint64(raw[:8], rand.Uint64())
-	binary.LittleEndian.PutUint64(raw[8:], rand.Uint64())
-	var out [32]byte
-	hex.Encode(out[:], raw[:])
-	return string(out[:])
 }

@@ -52,8 +52,7 @@ var (
 		reason: "The gateway is at capacity; retry shortly.", retryAfter: time.Second}
 	errShutdown = &apiError{status: http.StatusServiceUnavailable,
 		reason: "The gateway is shutting down; retry.", retryAfter: time.Second, cause: serve.ErrShutdownTimeout}
-	errMethodNotAllowed = &apiError{status: http.StatusMethodNotAllowed, reason: routeReason(http.StatusMethodNotAllowed)}
-	errRequestBody      = &apiError{status: http.StatusBadRequest,
+	errRequestBody = &apiError{status: http.StatusBadRequest,
 		reason: "A GET request carries no body (no Content-Length above 0, no Transfer-Encoding)."}
 )
 

@@ -186,7 +186,7 @@ func spansNamed(spans tracetest.SpanStubs, name string) tracetest.SpanStubs {
 func attrOf(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -267,16 +267,16 @@ func TestSpans(t *testing.T) {
 	for _, s := range spans {
 		values := []string{s.Name, s.Status.Description}
 		for _, kv := range s.Attributes {
-			values = append(values, string(kv.Key), kv.Value.Emit())
+			values = append(values, string(kv.Key), kv.Value.String())
 		}
 		for _, ev := range s.Events {
 			values = append(values, ev.Name)
 			for _, kv := range ev.Attributes {
-				values = append(values, string(kv.Key), kv.Value.Emit())
+				values = append(values, string(kv.Key), kv.Value.String())
 			}
 		}
 		for _, kv := range s.Resource.Attributes() {
-			values = append(values, kv.Value.Emit())
+			values = append(values, kv.Value.String())
 		}
 		for _, v := range values {
 			for _, secret := range []string{testKey, testAccount, bearerToken, id} {

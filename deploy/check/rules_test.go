@@ -740,9 +740,9 @@ func checkTopologySpread(r *rendered) []string {
 // replicaFloor is the fewest replicas the gateway may run with: the
 // autoscaler's minReplicas, else spec.replicas (both default to 1).
 func replicaFloor(r *rendered, w workload) int32 {
-	for _, h := range typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects) {
-		if h.Spec.MinReplicas != nil {
-			return *h.Spec.MinReplicas
+	if hs := typedObjects[*autoscalingv2.HorizontalPodAutoscaler](r.objects); len(hs) > 0 {
+		if hs[0].Spec.MinReplicas != nil {
+			return *hs[0].Spec.MinReplicas
 		}
 		return 1
 	}

@@ -197,8 +197,8 @@ func TestSpanContent(t *testing.T) {
 	}
 	got := attrs(server)
 	for k, v := range want {
-		if got[k].Emit() != v {
-			t.Errorf("server span %s = %q; want %q", k, got[k].Emit(), v)
+		if got[k].String() != v {
+			t.Errorf("server span %s = %q; want %q", k, got[k].String(), v)
 		}
 	}
 	var attempts []tracetest.SpanStub
@@ -221,7 +221,7 @@ func TestSpanContent(t *testing.T) {
 			t.Errorf("attempt %d's upstream request names parent %s; want its span %s", i+1, parent, a.SpanContext.SpanID())
 		}
 		at := attrs(a)
-		if at["url.template"].Emit() != UpstreamURLTemplate || at["server.address"].Emit() != "api.bluetape.com" {
+		if at["url.template"].String() != UpstreamURLTemplate || at["server.address"].String() != "api.bluetape.com" {
 			t.Errorf("attempt %d attributes %v", i+1, a.Attributes)
 		}
 	}
@@ -260,7 +260,7 @@ func TestNoSecretsOrIDsInSpans(t *testing.T) {
 	for _, s := range spans {
 		text := s.Name
 		for _, kv := range s.Attributes {
-			text += " " + string(kv.Key) + "=" + kv.Value.Emit()
+			text += " " + string(kv.Key) + "=" + kv.Value.String()
 		}
 		for _, e := range s.Events {
 			text += " " + e.Name
@@ -279,7 +279,7 @@ func TestNoSecretsOrIDsInSpans(t *testing.T) {
 	if wait.Parent.SpanID() != server.SpanContext.SpanID() || len(wait.Events) != 1 || wait.Events[0].Name != EventBreakerOpen {
 		t.Errorf("wait span: parent %s, events %v", wait.Parent.SpanID(), wait.Events)
 	}
-	if attrs(spanByName(t, spans, "GET"))["error.type"].Emit() != "timeout" {
+	if attrs(spanByName(t, spans, "GET"))["error.type"].String() != "timeout" {
 		t.Errorf("timed out attempt has no error.type timeout")
 	}
 }
@@ -316,7 +316,7 @@ func TestUnmatchedAndOddMethods(t *testing.T) {
 	EndServer(span, ServerResult{Status: 405})
 	s := exp.GetSpans()[0]
 	a := attrs(s)
-	if s.Name != "_OTHER" || a["http.request.method"].Emit() != "_OTHER" || a["http.request.method_original"].Emit() != "BREW" {
+	if s.Name != "_OTHER" || a["http.request.method"].String() != "_OTHER" || a["http.request.method_original"].String() != "BREW" {
 		t.Errorf("span %q attributes %v", s.Name, s.Attributes)
 	}
 	if _, ok := a["http.route"]; ok {
@@ -520,7 +520,7 @@ func TestCacheHitSpan(t *testing.T) {
 		if !got.StartTime.Equal(start) {
 			t.Errorf("span starts %v; want Begin's %v", got.StartTime, start)
 		}
-		if attrs(got)["bluetape.cache.result"].Emit() != "hit" {
+		if attrs(got)["bluetape.cache.result"].String() != "hit" {
 			t.Errorf("attributes %v", got.Attributes)
 		}
 	}

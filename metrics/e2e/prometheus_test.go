@@ -144,10 +144,9 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The port was free when chosen; another process may take it first,
-	// so a start that finds it taken is tried again on another.
-	for try := 1; ; try++ {
-		p := &prometheus{addr: gatewaytest.FreeAddr(t)}
+	var p *prometheus
+	gatewaytest.StartListening(t, func() (*gatewaytest.Process, string) {
+		p = &prometheus{addr: gatewaytest.FreeAddr(t)}
 		p.Process = gatewaytest.Start(t, nil, bin,
 			"--config.file="+config,
 			"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -155,24 +154,9 @@ scrape_configs:
 			"--enable-feature=exemplar-storage",
 			"--log.level=warn",
 		)
-		gatewaytest.WaitFor(t, 30*time.Second, "Prometheus to be ready", func() bool {
-			if p.Exited() {
-				return true
-			}
-			resp, err := http.Get("http://" + p.addr + "/-/ready")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
-		if !p.Exited() {
-			return p
-		}
-		if try == 3 || !strings.Contains(p.Output(), "address already in use") {
-			t.Fatalf("prometheus exited: %v\n%s", p.Err(), p.Output())
-		}
-	}
+		return p.Process, "http://" + p.addr + "/-/ready"
+	})
+	return p
 }
 
 // get reads an API path of Prometheus.

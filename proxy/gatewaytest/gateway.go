@@ -3,7 +3,6 @@ package gatewaytest
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,15 +73,12 @@ type Gateway struct {
 // GATEWAY_ADMIN_ADDR itself.
 func (b *Binary) Start(t testing.TB, env []string, args ...string) *Gateway {
 	t.Helper()
-	for try := 1; ; try++ {
-		g := b.Run(t, env, args...)
-		if g.waitReady(t) {
-			return g
-		}
-		if try == 3 || !strings.Contains(g.Output(), "address already in use") {
-			t.Fatalf("the gateway exited at start (%v):\n%s", g.Err(), g.Output())
-		}
-	}
+	var g *Gateway
+	StartListening(t, func() (*Process, string) {
+		g = b.Run(t, env, args...)
+		return g.Process, g.Admin + "/readyz"
+	})
+	return g
 }
 
 // Run runs the gateway with args and env as Start does, on two free
@@ -97,27 +93,6 @@ func (b *Binary) Run(t testing.TB, env []string, args ...string) *Gateway {
 		API:     "http://" + lastValue(full, "GATEWAY_LISTEN_ADDR"),
 		Admin:   "http://" + lastValue(full, "GATEWAY_ADMIN_ADDR"),
 	}
-}
-
-// waitReady waits, for at most 30s, until g's /readyz answers 200, and
-// reports false if g exits first.
-func (g *Gateway) waitReady(t testing.TB) bool {
-	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second}
-	exited := false
-	WaitFor(t, 30*time.Second, "the gateway to listen and be ready", func() bool {
-		if g.Exited() {
-			exited = true
-			return true
-		}
-		resp, err := client.Get(g.Admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return !exited
 }
 
 // lastValue returns the value of the last key=value entry of env for key.

@@ -2,6 +2,7 @@ package gatewaytest
 
 import (
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,4 +149,45 @@ func FreeAddrs(t testing.TB, n int) []string {
 		addrs[i] = ln.Addr().String()
 	}
 	return addrs
+}
+
+// StartListening starts a server with start, which returns it and the
+// URL that answers 200 once it is ready, and waits for at most 30s until
+// it does. The server's ports were free when start chose them; should
+// another program take one first, the server exits saying so, and
+// StartListening starts it again on new ones, three times at most. It
+// fails the test, showing the server's output, if the server exits
+// otherwise or is not ready in time.
+func StartListening(t testing.TB, start func() (p *Process, readyURL string)) *Process {
+	t.Helper()
+	for try := 1; ; try++ {
+		p, readyURL := start()
+		if p.waitReady(t, readyURL) {
+			return p
+		}
+		if try == 3 || !strings.Contains(p.Output(), "address already in use") {
+			t.Fatalf("%s exited at start (%v):\n%s", p.name(), p.Err(), p.Output())
+		}
+	}
+}
+
+// waitReady waits, for at most 30s, until url answers 200, and reports
+// false if p exits first.
+func (p *Process) waitReady(t testing.TB, url string) bool {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	exited := false
+	WaitFor(t, 30*time.Second, p.name()+" to listen and be ready", func() bool {
+		if p.Exited() {
+			exited = true
+			return true
+		}
+		resp, err := client.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return !exited
 }
